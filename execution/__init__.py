@@ -1,0 +1,1 @@
+"""The core of the hexagon: routing, the order lifecycle, risk and breakers. No I/O imports."""

@@ -1,0 +1,134 @@
+"""The ports of the hexagon: what the core needs from the outside world, and nothing more.
+
+Adapters (``adapters/``) implement these; the core (``execution/``) only ever sees the
+protocols, so every rule here is testable without Kafka, a database or a venue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol, runtime_checkable
+
+from schemas import Broker, Fill, Order, OrderEvent, OrderState, Position
+
+
+class BrokerError(Exception):
+    """Base of what an adapter raises; the subclass decides what the core does with it."""
+
+    def __init__(self, message: str, *, code: str | int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class OrderRejected(BrokerError):
+    """The venue refused the order (funds, filters, symbol, auth): final, the order is REJECTED."""
+
+
+class BrokerUnavailable(BrokerError):
+    """Transport-level failure (network, 5xx, rate limit after retries): counts against the
+    circuit breaker and reroutes the order to paper, because it was never accepted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    symbol: str
+    bid: Decimal | None
+    ask: Decimal | None
+    last: Decimal | None
+
+    @property
+    def mid(self) -> Decimal | None:
+        if self.bid is not None and self.ask is not None:
+            return (self.bid + self.ask) / 2
+        return self.last
+
+
+@dataclass(frozen=True, slots=True)
+class VenueOrderStatus:
+    """What a venue says about one order, as *cumulative* totals.
+
+    Every venue can report cumulative filled quantity and average price (Binance ``executedQty`` /
+    ``cummulativeQuoteQty``, IB ``orderStatus.filled/avgFillPrice``, MT4 lots). The fill tracker
+    turns the growth of those totals into Fill messages whose ``cumulative_quantity`` is a
+    watermark, so a fill re-emitted after a crash is recognised downstream, whatever its id.
+    """
+
+    client_order_id: str
+    venue_order_id: str | None
+    state: OrderState
+    filled_quantity: Decimal = Decimal(0)
+    avg_fill_price: Decimal | None = None
+    commission: Decimal = Decimal(0)
+    commission_asset: str | None = None
+    reason: str = ""
+
+
+@runtime_checkable
+class BrokerPort(Protocol):
+    """One venue. ``place`` returns the venue's first answer; fills arrive via ``query``
+    (polling venues) or the tracker's ``on_update`` callback (event-driven venues)."""
+
+    name: Broker
+    #: seconds between status polls for open orders; None for push-only venues.
+    poll_interval: float | None
+
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def health_check(self) -> bool: ...
+
+    async def place(self, order: Order) -> VenueOrderStatus: ...
+
+    async def cancel(self, order: Order) -> VenueOrderStatus: ...
+
+    async def query(self, order: Order) -> VenueOrderStatus | None:
+        """Status of ``order`` by client order id; ``None`` if the venue never saw it."""
+        ...
+
+
+class MarketDataPort(Protocol):
+    async def quote(self, symbol: str) -> Quote | None: ...
+
+
+class OrderStore(Protocol):
+    """Durable order state. ``insert_orders`` is step 2 and the idempotency gate."""
+
+    async def insert_orders(self, orders: Sequence[Order]) -> set[str]:
+        """Insert each order unless its client_order_id exists; return the ids inserted."""
+        ...
+
+    async def get_orders(self, client_order_ids: Sequence[str]) -> dict[str, Order]: ...
+
+    async def save_transitions(self, changes: Sequence[tuple[Order, OrderEvent]]) -> None:
+        """Persist new order states with their audit events, in one batch."""
+        ...
+
+    async def open_orders(self, broker: Broker) -> list[Order]:
+        """Every non-terminal order currently placed at ``broker`` (for reconcile on start)."""
+        ...
+
+
+class FillStore(Protocol):
+    async def apply_fills(self, fills: Sequence[Fill]) -> list[Fill]:
+        """Steps 6-7: record fills, advance their orders, update positions, in one transaction.
+        Idempotent on ``(broker, exec_id)``; returns the fills that were new."""
+        ...
+
+    async def positions(self, broker: Broker | None = None) -> list[Position]: ...
+
+
+class FillPublisher(Protocol):
+    """Step 8 fan-out (Redis pub/sub); deduplicates on exec id so redelivery publishes once."""
+
+    async def publish_fills(self, fills: Sequence[Fill]) -> int: ...
+
+
+class ExecutionEvents(Protocol):
+    """Where the core sends what happened: fills and order events onto their topics."""
+
+    async def fills(self, fills: Sequence[Fill]) -> None: ...
+
+    async def order_events(self, events: Sequence[OrderEvent]) -> None: ...

@@ -1,0 +1,54 @@
+"""Retry with exponential backoff and jitter: the one place adapters get it from.
+
+Venues fail transiently (timeouts, 5xx, 429). Each adapter declares which of its exceptions are
+transient; everything else propagates at once. ``Retry-After`` hints win over the computed delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    attempts: int = 4
+    base: float = 0.05
+    factor: float = 2.0
+    cap: float = 2.0
+    jitter: float = 0.2
+
+    def delay(self, attempt: int) -> float:
+        """Delay before retry number ``attempt`` (1-based), capped and jittered."""
+        raw = min(self.cap, self.base * self.factor ** (attempt - 1))
+        return raw * (1 + random.uniform(-self.jitter, self.jitter))
+
+
+async def retry_async(
+    call: Callable[[], Awaitable[T]],
+    *,
+    transient: tuple[type[BaseException], ...],
+    backoff: Backoff = Backoff(),
+    retry_after: Callable[[BaseException], float | None] = lambda _exc: None,
+    what: str = "call",
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """Run ``call`` until it succeeds, a non-transient error is raised, or attempts run out."""
+    for attempt in range(1, backoff.attempts + 1):
+        try:
+            return await call()
+        except transient as exc:
+            if attempt == backoff.attempts:
+                raise
+            wait = retry_after(exc) or backoff.delay(attempt)
+            log.warning("%s failed (%s: %s); retry %d/%d in %.3fs", what, type(exc).__name__,
+                        exc, attempt, backoff.attempts - 1, wait)
+            await sleep(wait)
+    raise AssertionError("unreachable")  # pragma: no cover

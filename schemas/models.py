@@ -1,0 +1,296 @@
+"""The wire contract: every message that crosses a topic, validated at the edge.
+
+Money and quantities are ``Decimal`` (never float): a price of 0.1 must stay 0.1 through routing,
+execution and the database. Models are frozen so a message cannot be mutated after validation;
+state changes produce a new ``Order`` via ``Order.transition``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from schemas.enums import (
+    AssetClass,
+    Broker,
+    OrderState,
+    OrderType,
+    Side,
+    TimeInForce,
+)
+
+PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+NonNegativeDecimal = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+SignedDecimal = Annotated[Decimal, Field(allow_inf_nan=False)]
+Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/\-]+$")]
+Symbol = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:/\- ]+$")]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def client_order_id_for(signal_id: str) -> str:
+    """Derive the venue-facing order id from the signal id, deterministically.
+
+    The same signal always yields the same id, so a redelivered or duplicated signal collides
+    on the ``orders`` primary key instead of producing a second order, and a venue can be asked
+    "do you know this order?" after a crash. 26 characters of ``[a-z0-9]``: fits Binance's
+    ``newClientOrderId`` (36), IB's ``orderRef`` and an MT4 comment (31).
+    """
+    digest = hashlib.blake2b(signal_id.encode(), digest_size=12).hexdigest()
+    return f"si{digest}"
+
+
+class WireModel(BaseModel):
+    """Base of every topic payload: strict about unknown fields, immutable once parsed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class OrderIntent(WireModel):
+    """The trading intent shared by a Signal and the OrderRequest routed from it."""
+
+    signal_id: Identifier
+    ts: datetime = Field(default_factory=utcnow)
+    strategy: Annotated[str, Field(min_length=1, max_length=64)] = "manual"
+    symbol: Symbol
+    side: Side
+    quantity: PositiveDecimal
+    order_type: OrderType = OrderType.MARKET
+    limit_price: PositiveDecimal | None = None
+    stop_price: PositiveDecimal | None = None
+    take_profit_price: PositiveDecimal | None = None
+    asset_class: AssetClass | None = None
+    reference_price: PositiveDecimal | None = None
+    time_in_force: TimeInForce = TimeInForce.DAY
+    group_id: Identifier | None = None
+
+    @field_validator("symbol")
+    @classmethod
+    def _normalise_symbol(cls, value: str) -> str:
+        return value.strip().upper()
+
+    @model_validator(mode="after")
+    def _prices_fit_order_type(self) -> Self:
+        kind = self.order_type
+        if kind is OrderType.LIMIT and self.limit_price is None:
+            raise ValueError("LIMIT order needs limit_price")
+        if kind is OrderType.STOP and self.stop_price is None:
+            raise ValueError("STOP order needs stop_price")
+        if kind is OrderType.BRACKET:
+            if self.stop_price is None or self.take_profit_price is None:
+                raise ValueError("BRACKET order needs stop_price and take_profit_price")
+            entry = self.limit_price or self.reference_price
+            if entry is not None:
+                low, high = (
+                    (self.stop_price, self.take_profit_price)
+                    if self.side is Side.BUY
+                    else (self.take_profit_price, self.stop_price)
+                )
+                if not low < entry < high:
+                    raise ValueError(
+                        "BRACKET prices out of order: a BUY needs stop < entry < take_profit, "
+                        "a SELL needs take_profit < entry < stop"
+                    )
+        return self
+
+
+class Signal(OrderIntent):
+    """What a strategy publishes on ``signals``; keyed by symbol."""
+
+    @property
+    def client_order_id(self) -> str:
+        return client_order_id_for(self.signal_id)
+
+
+class OrderRequest(OrderIntent):
+    """A routed signal on ``orders.<broker>``: the asset class is resolved and the broker chosen."""
+
+    client_order_id: Identifier
+    asset_class: AssetClass
+    broker: Broker
+    route_reason: str = ""
+    rerouted_from: Broker | None = None
+    routed_at: datetime = Field(default_factory=utcnow)
+
+    @classmethod
+    def from_signal(
+        cls,
+        signal: Signal,
+        *,
+        asset_class: AssetClass,
+        broker: Broker,
+        reason: str,
+        rerouted_from: Broker | None = None,
+    ) -> OrderRequest:
+        data = signal.model_dump()
+        data.update(
+            client_order_id=signal.client_order_id,
+            asset_class=asset_class,
+            broker=broker,
+            route_reason=reason,
+            rerouted_from=rerouted_from,
+        )
+        return cls.model_validate(data)
+
+
+class Order(OrderRequest):
+    """The order as the service tracks it: one row in ``orders``.
+
+    ``broker`` is where the order was actually placed; ``rerouted_from`` names the broker the
+    router chose when a fallback moved it (visible, never silent).
+    """
+
+    state: OrderState = OrderState.PENDING
+    filled_quantity: NonNegativeDecimal = Decimal(0)
+    avg_fill_price: PositiveDecimal | None = None
+    venue_order_id: str | None = None
+    reason: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    @classmethod
+    def from_request(cls, request: OrderRequest) -> Order:
+        return cls.model_validate({**request.model_dump(), "reason": request.route_reason})
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.quantity - self.filled_quantity
+
+    def transition(self, new_state: OrderState, reason: str = "", **changes: Any) -> Order:
+        """Return the order in ``new_state``; raise ``IllegalTransition`` if the machine forbids it."""
+        if new_state not in ALLOWED_TRANSITIONS[self.state]:
+            raise IllegalTransition(self.client_order_id, self.state, new_state)
+        return self.model_copy(
+            update={
+                **changes,
+                "state": new_state,
+                "reason": reason or self.reason,
+                "updated_at": utcnow(),
+            }
+        )
+
+    def rerouted(self, to: Broker, reason: str) -> Order:
+        """The same order moved to another broker before placement (state stays PENDING)."""
+        return self.model_copy(
+            update={"broker": to, "rerouted_from": self.broker, "reason": reason, "updated_at": utcnow()}
+        )
+
+
+class IllegalTransition(ValueError):
+    def __init__(self, client_order_id: str, current: OrderState, wanted: OrderState) -> None:
+        super().__init__(f"order {client_order_id}: illegal transition {current} -> {wanted}")
+        self.current = current
+        self.wanted = wanted
+
+
+ALLOWED_TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
+    OrderState.PENDING: frozenset(
+        {OrderState.SUBMITTED, OrderState.REJECTED, OrderState.CANCELLED,
+         OrderState.PARTIALLY_FILLED, OrderState.FILLED, OrderState.EXPIRED}
+    ),
+    OrderState.SUBMITTED: frozenset(
+        {OrderState.PARTIALLY_FILLED, OrderState.FILLED, OrderState.CANCELLED,
+         OrderState.REJECTED, OrderState.EXPIRED}
+    ),
+    OrderState.PARTIALLY_FILLED: frozenset(
+        {OrderState.PARTIALLY_FILLED, OrderState.FILLED, OrderState.CANCELLED, OrderState.EXPIRED}
+    ),
+    OrderState.FILLED: frozenset(),
+    OrderState.CANCELLED: frozenset(),
+    OrderState.REJECTED: frozenset(),
+    OrderState.EXPIRED: frozenset(),
+}
+
+
+class Fill(WireModel):
+    """One execution on ``fills``, keyed by symbol.
+
+    ``cumulative_quantity`` is the order's filled total *after* this fill: the DB writer applies
+    only growth beyond what it has recorded, so duplicates and re-emitted fills are harmless.
+    """
+
+    exec_id: Identifier
+    cumulative_quantity: PositiveDecimal
+    client_order_id: Identifier
+    venue_order_id: str | None = None
+    broker: Broker
+    symbol: Symbol
+    asset_class: AssetClass
+    strategy: str = "manual"
+    side: Side
+    quantity: PositiveDecimal
+    price: PositiveDecimal
+    commission: NonNegativeDecimal = Decimal(0)
+    commission_asset: str | None = None
+    ts: datetime = Field(default_factory=utcnow)
+    signal_ts: datetime | None = None
+
+    @property
+    def signed_quantity(self) -> Decimal:
+        return self.quantity * self.side.sign
+
+
+class OrderEvent(WireModel):
+    """One state transition on ``order-events``, keyed by client_order_id: the audit trail."""
+
+    client_order_id: Identifier
+    broker: Broker
+    symbol: Symbol
+    state: OrderState
+    previous_state: OrderState | None = None
+    reason: str = ""
+    ts: datetime = Field(default_factory=utcnow)
+
+    @classmethod
+    def of(cls, order: Order, previous: OrderState | None) -> OrderEvent:
+        return cls(
+            client_order_id=order.client_order_id,
+            broker=order.broker,
+            symbol=order.symbol,
+            state=order.state,
+            previous_state=previous,
+            reason=order.reason,
+            ts=order.updated_at,
+        )
+
+
+class Position(WireModel):
+    broker: Broker
+    symbol: Symbol
+    quantity: SignedDecimal
+    avg_price: NonNegativeDecimal
+    realized_pnl: SignedDecimal = Decimal(0)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class NavQuote(WireModel):
+    """Trust price against its NAV (or spot × holdings per share) on ``nav.quotes``."""
+
+    pair: Identifier
+    trust_symbol: Symbol
+    spot_symbol: Symbol
+    trust_price: PositiveDecimal
+    nav_per_share: PositiveDecimal
+    ts: datetime = Field(default_factory=utcnow)
+
+
+class DeadLetter(WireModel):
+    """A message no agent could process, kept whole with the reason, on ``signals.dlq``."""
+
+    source_topic: str
+    partition: int | None = None
+    offset: int | None = None
+    key: str | None = None
+    raw: str
+    reason: str
+    agent: str
+    ts: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,63 @@
+"""Every setting from the environment (pydantic-settings). Secrets are ``SecretStr``: their
+repr is ``'**********'``, so logging a settings object never leaks a key."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas import Broker
+
+
+class BinanceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BINANCE_", extra="ignore")
+
+    enabled: bool = False
+    api_key: SecretStr = SecretStr("")
+    api_secret: SecretStr = SecretStr("")
+    #: None = production; set to the testnet or a simulator's http://host:port
+    base_url: str | None = None
+    poll_interval: float = 3.0
+    recv_window_ms: int = 5000
+    timeout_ms: int = 10_000
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", env_nested_delimiter="__")
+
+    app_id: str = Field("superintel-execution", alias="SUPERINTEL_APP_ID")
+    kafka_bootstrap: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP")
+    database_url: str = Field("postgresql://postgres@127.0.0.1:5432/test", alias="DATABASE_URL")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+
+    #: partitions each topic is created with (Kafka can't shrink them; Tansu can't grow them)
+    topic_partitions: int = Field(4, alias="TOPIC_PARTITIONS")
+    #: consumer fetch long-poll; Faust hard-codes 1500 ms, which dominates latency on small flows
+    fetch_max_wait_ms: int = Field(10, alias="KAFKA_FETCH_MAX_WAIT_MS")
+    session_timeout: float = Field(8.0, alias="KAFKA_SESSION_TIMEOUT")
+    heartbeat_interval: float = Field(1.5, alias="KAFKA_HEARTBEAT_INTERVAL")
+    #: agents batch up to ``batch_max`` messages or ``batch_window`` seconds, whichever first
+    batch_max: int = Field(500, alias="AGENT_BATCH_MAX")
+    batch_window: float = Field(0.002, alias="AGENT_BATCH_WINDOW")
+    web_port: int = Field(6066, alias="SUPERINTEL_WEB_PORT")
+
+    force_paper_trading: bool = Field(False, alias="FORCE_PAPER_TRADING")
+    #: brokers whose executor agents this worker runs (per-broker scaling); empty = all
+    worker_brokers: list[Broker] = Field(default_factory=list, alias="WORKER_BROKERS")
+
+    paper_slippage: Decimal = Field(Decimal("0.001"), alias="PAPER_SLIPPAGE")
+    max_order_quantity: Decimal = Field(Decimal("1000000"), alias="MAX_ORDER_QUANTITY")
+    max_order_notional: Decimal = Field(Decimal("10000000"), alias="MAX_ORDER_NOTIONAL")
+
+    breaker_failure_threshold: int = Field(5, alias="BREAKER_FAILURE_THRESHOLD")
+    breaker_cooldown: float = Field(30.0, alias="BREAKER_COOLDOWN")
+
+    binance: BinanceSettings = Field(default_factory=BinanceSettings)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
