@@ -52,3 +52,37 @@ async def retry_async(
                         exc, attempt, backoff.attempts - 1, wait)
             await sleep(wait)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+FOREVER = Backoff(attempts=1_000_000, base=0.2, cap=10.0)
+
+
+async def until_done(
+    what: str,
+    call: Callable[[], Awaitable[object]],
+    *,
+    transient: tuple[type[BaseException], ...],
+    other_attempts: int = 3,
+    backoff: Backoff = FOREVER,
+) -> None:
+    """Retry an infrastructure step (a database write, a publish) until it succeeds.
+
+    Used where giving up would mean dropping a message: a ``transient`` failure (connection
+    lost, database restarting) is retried for as long as it lasts, holding the batch unacked.
+    Any other exception is a poison message or a bug: after ``other_attempts`` it is raised so
+    the caller can dead-letter the batch with the reason instead of blocking the partition.
+    """
+    attempt = 0
+    while True:
+        try:
+            await call()
+            return
+        except transient:
+            attempt += 1
+            log.exception("%s failed (attempt %d); retrying", what, attempt)
+        except Exception:
+            attempt += 1
+            if attempt >= other_attempts:
+                raise
+            log.exception("%s failed (attempt %d/%d)", what, attempt, other_attempts)
+        await asyncio.sleep(backoff.delay(attempt))

@@ -273,7 +273,7 @@ class Position(WireModel):
 
 
 class NavQuote(WireModel):
-    """Trust price against its NAV (or spot × holdings per share) on ``nav.quotes``."""
+    """Trust price against its NAV (or spot x holdings per share) on ``nav.quotes``."""
 
     pair: Identifier
     trust_symbol: Symbol

@@ -4,12 +4,19 @@ repr is ``'**********'``, so logging a settings object never leaks a key."""
 from __future__ import annotations
 
 from decimal import Decimal
+from enum import StrEnum
 from functools import lru_cache
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import Broker
+
+
+class WorkerRole(StrEnum):
+    ROUTER = "router"
+    EXECUTORS = "executors"
+    FILLS = "fills"
 
 
 class BinanceSettings(BaseSettings):
@@ -45,6 +52,8 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, alias="SUPERINTEL_WEB_PORT")
 
     force_paper_trading: bool = Field(False, alias="FORCE_PAPER_TRADING")
+    #: what this worker runs: any of router, executors, fills (per-role scaling)
+    worker_roles: list[WorkerRole] = Field(default_factory=lambda: list(WorkerRole), alias="WORKER_ROLES")
     #: brokers whose executor agents this worker runs (per-broker scaling); empty = all
     worker_brokers: list[Broker] = Field(default_factory=list, alias="WORKER_BROKERS")
 
@@ -56,6 +65,18 @@ class Settings(BaseSettings):
     breaker_cooldown: float = Field(30.0, alias="BREAKER_COOLDOWN")
 
     binance: BinanceSettings = Field(default_factory=BinanceSettings)
+
+    def executor_brokers(self) -> list[Broker]:
+        return list(self.worker_brokers or Broker)
+
+    def consumer_group(self) -> str:
+        """Workers of different shapes must never share a group (their subscriptions differ),
+        so the shape is part of the group id; workers of the same shape scale out together."""
+        if set(self.worker_roles) == set(WorkerRole) and not self.worker_brokers:
+            return self.app_id
+        roles = "-".join(sorted(self.worker_roles))
+        brokers = "-".join(sorted(self.worker_brokers)) if WorkerRole.EXECUTORS in self.worker_roles else ""
+        return "-".join(p for p in (self.app_id, roles, brokers) if p)
 
 
 @lru_cache(maxsize=1)

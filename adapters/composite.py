@@ -1,0 +1,108 @@
+"""CompositeBrokerAdapter: one live venue with the PaperAdapter behind it.
+
+This is where "no order is ever silently dropped" is enforced at placement time: when the live
+venue is forced off (FORCE_PAPER_TRADING), missing, unhealthy, behind an open circuit breaker,
+or fails in transport while placing, the order moves to paper and carries the reason
+(``rerouted_from`` + ``reason``) into the database and onto ``order-events``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from execution.breaker import CircuitBreaker
+from execution.ports import BrokerPort, BrokerUnavailable, OrderRejected, VenueOrderStatus
+from schemas import Broker, Order
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """The order as placed (possibly rerouted) and the venue's first answer."""
+
+    order: Order
+    status: VenueOrderStatus
+    adapter: BrokerPort
+
+
+class CompositeBrokerAdapter:
+    def __init__(
+        self,
+        live: BrokerPort | None,
+        paper: BrokerPort,
+        breaker: CircuitBreaker,
+        *,
+        force_paper: bool = False,
+        health_ttl: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.live = live
+        self.paper = paper
+        self.breaker = breaker
+        self._force_paper = force_paper
+        self._health_ttl = health_ttl
+        self._clock = clock
+        self._health: tuple[float, bool] | None = None
+
+    @property
+    def name(self) -> Broker:
+        return self.live.name if self.live is not None else self.paper.name
+
+    def adapter_for(self, broker: Broker) -> BrokerPort:
+        if self.live is not None and broker == self.live.name:
+            return self.live
+        return self.paper
+
+    async def gateway(self) -> tuple[BrokerPort, str]:
+        """Step 3 (connect_gateway): the adapter that takes new orders now, and if that is paper
+        in place of the live venue, why."""
+        if self.live is None:
+            return self.paper, ""
+        if self._force_paper:
+            return self.paper, "FORCE_PAPER_TRADING=true"
+        if not self.breaker.allow():
+            return self.paper, f"{self.live.name} circuit breaker open: {self.breaker.last_reason}"
+        if not await self._healthy(self.live):
+            self.breaker.record_failure("health check failed")
+            return self.paper, f"{self.live.name} failed health_check"
+        return self.live, ""
+
+    async def place(self, order: Order, gateway: BrokerPort, reason: str) -> Placement:
+        """Step 4. Raises ``OrderRejected`` when the venue (or paper) refuses the order."""
+        adapter = self.adapter_for(order.broker)
+        if adapter is not self.paper and gateway is self.paper:
+            order, adapter = order.rerouted(Broker.PAPER, reason), self.paper
+        try:
+            status = await adapter.place(order)
+        except BrokerUnavailable as exc:
+            if adapter is self.paper:
+                raise OrderRejected(f"paper unavailable: {exc}") from exc
+            self.breaker.record_failure(str(exc))
+            self._health = None
+            log.warning("%s unavailable placing %s (%s); rerouting to paper",
+                        adapter.name, order.client_order_id, exc)
+            return await self.place(order.rerouted(Broker.PAPER, f"{adapter.name} unavailable: {exc}"),
+                                    self.paper, "")
+        except OrderRejected:
+            if adapter is not self.paper:
+                self.breaker.record_success()  # the venue answered: transport is healthy
+            raise
+        if adapter is not self.paper:
+            self.breaker.record_success()
+        return Placement(order, status, adapter)
+
+    async def _healthy(self, live: BrokerPort) -> bool:
+        now = self._clock()
+        if self._health is not None and now - self._health[0] < self._health_ttl:
+            return self._health[1]
+        try:
+            ok = await live.health_check()
+        except Exception as exc:  # a health check must never take the executor down
+            log.warning("%s health_check raised %r", live.name, exc)
+            ok = False
+        self._health = (now, ok)
+        return ok

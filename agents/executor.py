@@ -1,0 +1,64 @@
+"""Executor agents: one per broker topic, the same code for every broker.
+
+Each batch of OrderRequests goes through ExecutionService (steps 1-4); the FillTracker polls
+open orders on its own task so a resting order never blocks the partition. If the batch fails
+for an infrastructure reason (database down), the agent retries the *same* batch with backoff
+and does not ack it: nothing is lost, and the idempotent insert makes the retry safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from functools import partial
+from typing import TYPE_CHECKING
+
+from faust.types import StreamT
+
+from agents.batches import batches, process_batch
+from agents.dead_letters import DeadLetters
+from schemas import Broker, Fill, OrderEvent, OrderRequest
+
+if TYPE_CHECKING:
+    from streams.app import ExecutionApp
+
+log = logging.getLogger(__name__)
+
+
+class TopicEvents:
+    """ExecutionEvents onto Kafka: fills keyed by symbol, order events by client order id."""
+
+    def __init__(self, app: ExecutionApp) -> None:
+        self._app = app
+
+    async def fills(self, fills: Sequence[Fill]) -> None:
+        topic = self._app.streams.fills
+        for fill in fills:
+            await topic.send(key=fill.symbol.encode(), value=fill.to_bytes())
+
+    async def order_events(self, events: Sequence[OrderEvent]) -> None:
+        topic = self._app.streams.order_events
+        for event in events:
+            await topic.send(key=event.client_order_id.encode(), value=event.to_bytes())
+
+
+def register(app: ExecutionApp, broker: Broker) -> None:
+    settings = app.runtime.settings
+    dead = DeadLetters(app.streams.dlq, f"executor-{broker}")
+    sink = TopicEvents(app)
+
+    @app.agent(app.streams.orders[broker], name=f"executor-{broker}")
+    async def execute(stream: StreamT[bytes]) -> None:
+        service = await app.runtime.service(broker, sink)
+        report = await service.reconcile()
+        log.info("executor-%s ready (%s)", broker, report)
+        poller = asyncio.create_task(service.tracker.run(), name=f"fill-tracker-{broker}")
+        try:
+            async for events in batches(stream, settings):
+                requests = await dead.parse(events, OrderRequest)
+                if requests:
+                    await process_batch(f"executor-{broker}", events, partial(service.handle, requests),
+                                        dead, app.runtime.transient_errors())
+        finally:
+            poller.cancel()

@@ -1,0 +1,36 @@
+"""Router agent: ``signals`` -> ``orders.<broker>``, by the BrokerRouter's fixed rules.
+
+Pure CPU per message (validate, map, route, produce), so it processes event by event: batching
+would only add latency. Produces are not awaited for delivery one by one; Faust flushes the
+producer before it commits the consumed offsets, which keeps at-least-once intact.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from faust.types import StreamT
+from pydantic import ValidationError
+
+from agents.dead_letters import DeadLetters, describe
+from execution.mapper import UnknownSymbol
+from schemas import Signal
+
+if TYPE_CHECKING:
+    from streams.app import ExecutionApp
+
+
+def register(app: ExecutionApp) -> None:
+    router = app.runtime.router()
+    dead = DeadLetters(app.streams.dlq, "router")
+    orders = app.streams.orders
+
+    @app.agent(app.streams.signals, name="router")
+    async def route(stream: StreamT[bytes]) -> None:
+        async for event in stream.events():
+            try:
+                request = router.route(Signal.model_validate_json(event.value))
+            except (ValidationError, UnknownSymbol) as exc:
+                await dead.send(event, describe(exc))
+                continue
+            await orders[request.broker].send(key=request.symbol.encode(), value=request.to_bytes())

@@ -1,0 +1,125 @@
+"""One raw aiokafka produce -> consume hop, by consumer ``fetch_max_wait_ms``.
+
+Why: on Tansu the hop latency follows the consumer's fetch long-poll rather than the broker (DESIGN.md
+section 8), which is why ``KAFKA_FETCH_MAX_WAIT_MS`` is a setting. This measures that effect on the
+broker at hand: ``KAFKA_BOOTSTRAP`` if set, else a private Tansu started for the run.
+
+    python -m bench.kafka_hop [--count 500] [--rate 200] [--waits 500,10,5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams.stack import create_topics, start_tansu
+
+PARTITIONS = 4
+
+
+@dataclass(frozen=True)
+class HopResult:
+    fetch_max_wait_ms: int
+    latencies_ms: list[float]
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.latencies_ms)
+
+    @property
+    def p99(self) -> float:
+        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[98]
+
+
+async def _joined_consumer(bootstrap: str, topic: str, fetch_max_wait_ms: int) -> AIOKafkaConsumer:
+    """A group consumer that already owns its partitions, so the join is not measured as latency."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=f"{topic}-group", auto_offset_reset="earliest",
+        fetch_max_wait_ms=fetch_max_wait_ms, session_timeout_ms=6000, heartbeat_interval_ms=1000,
+    )
+    await consumer.start()
+    while not consumer.assignment():
+        await consumer.getmany(timeout_ms=100)
+    return consumer
+
+
+async def _produce_paced(bootstrap: str, topic: str, count: int, rate: float) -> None:
+    """Send ``count`` messages at ``rate``/s, each stamped with its send time."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    await producer.start()
+    try:
+        start = time.perf_counter()
+        for i in range(count):
+            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+            stamp = json.dumps({"i": i, "sent": time.perf_counter()}).encode()
+            await producer.send(topic, stamp, key=f"k{i % 16}".encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _collect(consumer: AIOKafkaConsumer, count: int) -> list[float]:
+    latencies: list[float] = []
+    while len(latencies) < count:
+        record = await consumer.getone()
+        latencies.append((time.perf_counter() - json.loads(record.value)["sent"]) * 1000)
+    return latencies
+
+
+async def measure_hop(bootstrap: str, fetch_max_wait_ms: int, count: int, rate: float) -> HopResult:
+    topic = f"bench-hop-{fetch_max_wait_ms}-{uuid.uuid4().hex[:8]}"
+    await create_topics(bootstrap, [topic], PARTITIONS)
+    consumer = await _joined_consumer(bootstrap, topic, fetch_max_wait_ms)
+    try:
+        collecting = asyncio.create_task(_collect(consumer, count))
+        await _produce_paced(bootstrap, topic, count, rate)
+        latencies = await asyncio.wait_for(collecting, timeout=60)
+    finally:
+        await consumer.stop()
+    return HopResult(fetch_max_wait_ms, latencies)
+
+
+def _table(results: list[HopResult], broker: str, count: int, rate: float) -> str:
+    lines = [
+        f"raw aiokafka hop on {broker}: {count} msgs at ~{rate:.0f}/s, {PARTITIONS} partitions",
+        f"{'fetch_max_wait_ms':>18} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}",
+    ]
+    for r in results:
+        lines.append(f"{r.fetch_max_wait_ms:>18} {r.p50:>8.1f} {r.p99:>8.1f} {max(r.latencies_ms):>8.1f}")
+    return "\n".join(lines)
+
+
+async def run(count: int, rate: float, waits: list[int]) -> str:
+    """Measure each wait on one broker; a private Tansu unless KAFKA_BOOTSTRAP is set."""
+    external = os.environ.get("KAFKA_BOOTSTRAP", "").strip()
+    broker = None if external else await start_tansu(Path(tempfile.mkdtemp(prefix="bench-hop-")))
+    bootstrap = external or (broker.url if broker else "")
+    try:
+        results = [await measure_hop(bootstrap, wait, count, rate) for wait in waits]
+    finally:
+        if broker is not None:
+            broker.stop()
+    return _table(results, external or "Tansu (embedded)", count, rate)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--count", type=int, default=500)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--waits", default="500,10,5", help="comma-separated fetch_max_wait_ms values")
+    args = parser.parse_args()
+    print(asyncio.run(run(args.count, args.rate, [int(w) for w in args.waits.split(",")])))
+
+
+if __name__ == "__main__":
+    main()

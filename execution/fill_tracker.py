@@ -1,0 +1,174 @@
+"""FillTracker: owns the open orders of one executor and turns venue status into Fill messages.
+
+Step 5 of the lifecycle must not block the partition, so placement hands each open order to the
+tracker and returns; the tracker polls polling venues (Binance, MT4) on its own task and accepts
+pushed updates from event-driven ones (IBKR) through ``observe``. Both paths meet in
+``observe``, which derives fills from the growth of the venue's *cumulative* totals: a fill is
+"the venue now says 0.8 filled and we had emitted 0.5", and its ``cumulative_quantity`` (0.8)
+lets every consumer recognise it again after a crash, whatever id it carries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from execution.outcome import BatchOutcome
+from execution.ports import BrokerError, BrokerPort, ExecutionEvents, OrderStore, VenueOrderStatus
+from schemas import ALLOWED_TRANSITIONS, Fill, Order, OrderState
+
+log = logging.getLogger(__name__)
+
+PRICE_PLACES = Decimal("1e-12")
+_FILL_STATES = frozenset({OrderState.PARTIALLY_FILLED, OrderState.FILLED})
+
+
+@dataclass
+class _Tracked:
+    order: Order
+    adapter: BrokerPort
+    next_poll: float
+
+
+def derive_fill(order: Order, status: VenueOrderStatus) -> Fill | None:
+    """The Fill for the growth from ``order``'s known totals to ``status``'s, if any."""
+    known_qty, known_avg = order.filled_quantity, order.avg_fill_price or Decimal(0)
+    delta = status.filled_quantity - known_qty
+    if delta <= 0 or status.avg_fill_price is None:
+        return None
+    cost_delta = status.avg_fill_price * status.filled_quantity - known_avg * known_qty
+    price = (cost_delta / delta).quantize(PRICE_PLACES).normalize()
+    if price <= 0:
+        price = status.avg_fill_price
+    venue_id = status.venue_order_id or order.client_order_id
+    return Fill(
+        exec_id=f"{order.broker}-{venue_id}-{status.filled_quantity.normalize():f}",
+        cumulative_quantity=status.filled_quantity,
+        client_order_id=order.client_order_id,
+        venue_order_id=status.venue_order_id,
+        broker=order.broker,
+        symbol=order.symbol,
+        asset_class=order.asset_class,
+        strategy=order.strategy,
+        side=order.side,
+        quantity=delta,
+        price=price,
+        commission=max(Decimal(0), status.commission),
+        commission_asset=status.commission_asset,
+        signal_ts=order.ts,
+    )
+
+
+class FillTracker:
+    def __init__(
+        self,
+        store: OrderStore,
+        sink: ExecutionEvents,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._sink = sink
+        self._clock = clock
+        self._open: dict[str, _Tracked] = {}
+        self._wake = asyncio.Event()
+
+    def is_tracking(self, client_order_id: str) -> bool:
+        return client_order_id in self._open
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
+    def observe(
+        self, order: Order, status: VenueOrderStatus, adapter: BrokerPort, outcome: BatchOutcome
+    ) -> Order:
+        """Apply one venue status to ``order``: record fills and transitions in ``outcome``,
+        keep tracking while open. Returns the order as now known."""
+        fill = derive_fill(order, status)
+        if fill is not None:
+            outcome.fills.append(fill)
+            filled = order.filled_quantity + fill.quantity
+            cost = order.filled_quantity * (order.avg_fill_price or 0) + fill.quantity * fill.price
+            fill_state = OrderState.FILLED if filled >= order.quantity else OrderState.PARTIALLY_FILLED
+            previous = order.state
+            if fill_state in _allowed(order):
+                # Fill-driven state is persisted by the fills writer together with the fill;
+                # here it only goes to the audit topic, so the two writers never race.
+                order = order.transition(fill_state, filled_quantity=filled, avg_fill_price=cost / filled)
+                outcome.record(order, previous, persist=False)
+        order = self._apply_venue_state(order, status, outcome)
+        venue_id = status.venue_order_id or order.venue_order_id
+        if venue_id != order.venue_order_id:
+            order = order.model_copy(update={"venue_order_id": venue_id})
+        if order.state.is_terminal or status.state.is_terminal:
+            self._open.pop(order.client_order_id, None)
+        else:
+            self._track(order, adapter)
+        return order
+
+    def _apply_venue_state(self, order: Order, status: VenueOrderStatus, outcome: BatchOutcome) -> Order:
+        wanted = status.state
+        if wanted in _FILL_STATES or wanted is OrderState.PENDING or wanted is order.state:
+            return order
+        if wanted not in _allowed(order):
+            log.warning("order %s: venue reports %s while %s; ignored",
+                        order.client_order_id, wanted, order.state)
+            return order
+        return outcome.transition(order, wanted, status.reason or f"venue reports {wanted}",
+                                  venue_order_id=status.venue_order_id or order.venue_order_id)
+
+    def _track(self, order: Order, adapter: BrokerPort) -> None:
+        existing = self._open.get(order.client_order_id)
+        interval = adapter.poll_interval
+        next_poll = existing.next_poll if existing else self._clock() + (interval or 0.0)
+        self._open[order.client_order_id] = _Tracked(order, adapter, next_poll)
+        self._wake.set()
+
+    def forget(self, client_order_id: str) -> None:
+        self._open.pop(client_order_id, None)
+
+    async def poll_due(self) -> int:
+        """Query every polling order whose interval elapsed; return how many were polled."""
+        now = self._clock()
+        due = [t for t in self._open.values()
+               if t.adapter.poll_interval is not None and t.next_poll <= now]
+        if not due:
+            return 0
+        outcome = BatchOutcome()
+        results = await asyncio.gather(*(self._query(t) for t in due))
+        for tracked, status in zip(due, results, strict=True):
+            if tracked.adapter.poll_interval is not None:
+                tracked.next_poll = now + tracked.adapter.poll_interval
+            if status is not None:
+                self.observe(tracked.order, status, tracked.adapter, outcome)
+        await outcome.flush(self._store, self._sink)
+        return len(due)
+
+    async def _query(self, tracked: _Tracked) -> VenueOrderStatus | None:
+        try:
+            return await tracked.adapter.query(tracked.order)
+        except BrokerError as exc:
+            log.warning("poll of %s at %s failed: %s", tracked.order.client_order_id,
+                        tracked.adapter.name, exc)
+            return None
+
+    async def run(self, tick: float = 0.05) -> None:
+        """Poll loop for the executor's lifetime; sleeps while nothing polls."""
+        while True:
+            if not any(t.adapter.poll_interval is not None for t in self._open.values()):
+                self._wake.clear()
+                await self._wake.wait()
+            try:
+                await self.poll_due()
+            except Exception:
+                log.exception("fill tracker poll failed; continuing")
+            await asyncio.sleep(tick)
+
+
+def _allowed(order: Order) -> frozenset[OrderState]:
+    return ALLOWED_TRANSITIONS[order.state]

@@ -1,0 +1,147 @@
+"""ExecutionService: the 8-step order lifecycle for one executor, through ports only.
+
+Steps 1-4 run here, per batch of OrderRequests from one broker topic; step 5 is the
+FillTracker's; steps 6-8 are the fills consumers' (DB writer, Redis bridge). The rule that
+makes at-least-once Kafka safe is step 2: an order whose ``client_order_id`` already exists is a
+redelivery and is never placed again. It is *resumed*: the venue is asked what it knows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from execution.fill_tracker import FillTracker
+from execution.outcome import BatchOutcome
+from execution.ports import (
+    BrokerError,
+    BrokerGateway,
+    BrokerPort,
+    ExecutionEvents,
+    OrderRejected,
+    OrderStore,
+    VenueOrderStatus,
+)
+from execution.risk import PreTradeLimits
+from schemas import Order, OrderRequest, OrderState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileReport:
+    checked: int
+    resumed: int
+    replaced: int
+
+
+class ExecutionService:
+    def __init__(
+        self,
+        *,
+        broker: BrokerGateway,
+        store: OrderStore,
+        sink: ExecutionEvents,
+        tracker: FillTracker,
+        limits: PreTradeLimits,
+    ) -> None:
+        self.broker = broker
+        self.store = store
+        self.sink = sink
+        self.tracker = tracker
+        self.limits = limits
+
+    async def handle(self, requests: Sequence[OrderRequest]) -> list[Order]:
+        """Run steps 1-4 for a batch; returns each order as it stands after placement."""
+        orders = [Order.from_request(r) for r in requests]                       # step 1
+        unique = list({o.client_order_id: o for o in orders}.values())
+        inserted = await self.store.insert_orders(unique)                        # step 2
+        fresh = [o for o in unique if o.client_order_id in inserted]
+        redelivered = [o.client_order_id for o in unique if o.client_order_id not in inserted]
+        outcome = BatchOutcome()
+        to_place = fresh + await self._resume(redelivered, outcome)
+        placed = await self._place_all(to_place, outcome)
+        await outcome.flush(self.store, self.sink)
+        return placed
+
+    async def reconcile(self) -> ReconcileReport:
+        """On start: ask the venue about every order it may hold that is not terminal here."""
+        orders = await self.store.open_orders(self.broker.name)
+        outcome = BatchOutcome()
+        replace = await self._resume([o.client_order_id for o in orders], outcome, known=orders)
+        await self._place_all(replace, outcome)
+        await outcome.flush(self.store, self.sink)
+        report = ReconcileReport(len(orders), len(orders) - len(replace), len(replace))
+        log.info("reconcile %s: %s", self.broker.name, report)
+        return report
+
+    async def _resume(
+        self, ids: Sequence[str], outcome: BatchOutcome, known: Sequence[Order] | None = None
+    ) -> list[Order]:
+        """Redelivered orders: skip terminal/tracked ones, re-attach live ones, and return the
+        ones no venue has ever seen (crash between steps 2 and 4) so they get placed now."""
+        if not ids:
+            return []
+        existing = {o.client_order_id: o for o in known} if known else await self.store.get_orders(ids)
+        candidates = [o for o in existing.values()
+                      if not o.state.is_terminal and not self.tracker.is_tracking(o.client_order_id)]
+        statuses = await asyncio.gather(*(self._query(o) for o in candidates))
+        never_seen: list[Order] = []
+        for order, status in zip(candidates, statuses, strict=True):
+            if status is None:
+                never_seen.append(order)
+            else:
+                self.tracker.observe(order, status, self.broker.adapter_for(order.broker), outcome)
+        if len(existing) != len(candidates):
+            log.info("%d redelivered order(s) already terminal or tracked; not placed again",
+                     len(existing) - len(candidates))
+        return never_seen
+
+    async def _query(self, order: Order) -> VenueOrderStatus | None:
+        try:
+            return await self.broker.adapter_for(order.broker).query(order)
+        except BrokerError as exc:
+            log.warning("cannot query %s at %s: %s", order.client_order_id, order.broker, exc)
+            return None
+
+    async def _place_all(self, orders: Sequence[Order], outcome: BatchOutcome) -> list[Order]:
+        """Steps 3-4. Orders of one symbol are placed in sequence (their order matters);
+        different symbols go to the venue concurrently."""
+        if not orders:
+            return []
+        gateway, reason = await self.broker.gateway()                            # step 3
+        by_symbol: dict[str, list[Order]] = defaultdict(list)
+        for order in orders:
+            by_symbol[order.symbol].append(order)
+
+        async def place_symbol(group: list[Order]) -> list[Order]:
+            return [await self._place_one(o, gateway, reason, outcome) for o in group]
+
+        groups = await asyncio.gather(*(place_symbol(g) for g in by_symbol.values()))
+        return [o for group in groups for o in group]
+
+    async def _place_one(
+        self, order: Order, gateway: BrokerPort, reason: str, outcome: BatchOutcome
+    ) -> Order:
+        violation = self.limits.violation(order)
+        if violation is not None:
+            return outcome.transition(order, OrderState.REJECTED, f"pre-trade limit: {violation}")
+        try:
+            placement = await self.broker.place(order, gateway, reason)          # step 4
+        except OrderRejected as exc:
+            return outcome.transition(order, OrderState.REJECTED, f"{order.broker}: {exc}")
+        except Exception as exc:
+            # An adapter bug must cost one order (visibly), not the executor.
+            log.exception("placing %s failed unexpectedly", order.client_order_id)
+            return outcome.transition(order, OrderState.REJECTED, f"{order.broker} error: {exc!r}")
+        placed, status = placement.order, placement.status
+        if status.state in (OrderState.REJECTED, OrderState.CANCELLED, OrderState.EXPIRED) \
+                and status.filled_quantity == 0:
+            return outcome.transition(placed, status.state, status.reason or f"venue: {status.state}",
+                                      venue_order_id=status.venue_order_id)
+        submitted = outcome.transition(placed, OrderState.SUBMITTED, placed.reason,
+                                       venue_order_id=status.venue_order_id)
+        return self.tracker.observe(submitted, status, placement.adapter, outcome)

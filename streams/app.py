@@ -1,0 +1,85 @@
+"""The Faust application: topics, tuned consumer, and the agents this worker runs.
+
+``build_app`` is a factory (not an import-time global) so the CLI, tests and benchmarks can build
+an app from explicit Settings; ``streams.cli`` exposes it through Faust's own ``app.main()``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from faust.types import TopicT, TransportT
+
+from schemas import Broker
+from streams import topics, transport
+from streams.runtime import Runtime
+from streams.settings import Settings, WorkerRole, get_settings
+
+log = logging.getLogger(__name__)
+
+
+class StreamTopics:
+    """The app's topic objects, created with the configured partition count (Kafka can't shrink
+    partitions and Tansu can't add them, so the count is fixed at creation)."""
+
+    def __init__(self, app: faust.App, partitions: int) -> None:
+        def topic(name: str) -> TopicT:
+            return app.topic(name, partitions=partitions, key_type=bytes, value_type=bytes,
+                             key_serializer="raw", value_serializer="raw")
+
+        self.signals = topic(topics.SIGNALS)
+        self.orders: dict[Broker, TopicT] = {b: topic(name) for b, name in topics.ORDER_TOPICS.items()}
+        self.order_events = topic(topics.ORDER_EVENTS)
+        self.fills = topic(topics.FILLS)
+        self.nav_quotes = topic(topics.NAV_QUOTES)
+        self.dlq = topic(topics.DLQ)
+
+
+class ExecutionApp(faust.App):
+    runtime: Runtime
+    streams: StreamTopics
+
+    def _new_transport(self) -> TransportT:
+        return transport.TunedTransport(self.conf.broker_consumer, self)
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        await self.runtime.close()
+
+
+def build_app(settings: Settings | None = None, **overrides: Any) -> ExecutionApp:
+    settings = settings or get_settings()
+    transport.FETCH_MAX_WAIT_MS = settings.fetch_max_wait_ms
+    app = ExecutionApp(
+        settings.consumer_group(),
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=settings.heartbeat_interval,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        producer_linger=0.0,
+        web_enabled=False,
+        web_port=settings.web_port,
+        autodiscover=False,
+        **overrides,
+    )
+    app.runtime = Runtime(settings)
+    app.streams = StreamTopics(app, settings.topic_partitions)
+
+    from agents import executor, fills, router
+
+    roles = set(settings.worker_roles)
+    if WorkerRole.ROUTER in roles:
+        router.register(app)
+    if WorkerRole.EXECUTORS in roles:
+        for broker in settings.executor_brokers():
+            executor.register(app, broker)
+    if WorkerRole.FILLS in roles:
+        fills.register(app)
+    log.info("app %s: roles=%s brokers=%s", app.conf.id, sorted(roles), settings.executor_brokers())
+    return app

@@ -1,0 +1,103 @@
+"""A reproducible mixed-asset signal stream for the demo, the pipeline tests and the benchmarks.
+
+Seeded, so a failing run can be replayed exactly. Every asset class of the seed's routing table
+appears, with market, limit and stop orders; prices follow a small random walk per symbol.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+from schemas import OrderType, Side, Signal, TimeInForce
+
+#: symbol -> (start price, quantity step); the seed's table plus one of each general rule
+UNIVERSE: dict[str, tuple[Decimal, Decimal]] = {
+    "BTC-USDT": (Decimal("65000"), Decimal("0.01")),
+    "ETH-USDT": (Decimal("3200"), Decimal("0.1")),
+    "SOLUSDT": (Decimal("150"), Decimal("1")),
+    "GBTC": (Decimal("55"), Decimal("10")),
+    "SPY": (Decimal("520"), Decimal("5")),
+    "AAPL": (Decimal("190"), Decimal("5")),
+    "EURUSD": (Decimal("1.0850"), Decimal("10000")),
+    "GBPUSD": (Decimal("1.2700"), Decimal("10000")),
+    "ESZ6": (Decimal("5300"), Decimal("1")),
+    "SPY261218C00550000": (Decimal("12.5"), Decimal("1")),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    key: bytes | None
+    value: bytes
+    why: str
+
+
+MALFORMED: tuple[Malformed, ...] = (
+    Malformed(b"BTC-USDT", b'{"signal_id": "bad-json", "symbol": "BTC-USDT", ', "bad JSON"),
+    Malformed(b"SPY", b'{"signal_id":"bad-side","symbol":"SPY","side":"HOLD","quantity":"1"}', "unknown side"),
+    Malformed(b"SPY", b'{"signal_id":"bad-qty","symbol":"SPY","side":"BUY","quantity":"-5"}', "negative quantity"),
+    Malformed(b"EURUSD", b'{"signal_id":"bad-px","symbol":"EURUSD","side":"BUY","quantity":"1",'
+              b'"order_type":"LIMIT","limit_price":"NaN"}', "NaN price"),
+    Malformed(None, b'{"signal_id":"no-sym","side":"BUY","quantity":"1"}', "missing symbol"),
+    Malformed(b"ZZZZZZZZ9", b'{"signal_id":"unknown-sym","symbol":"??WHAT??","side":"BUY","quantity":"1"}',
+              "unknown symbol"),
+    Malformed(b"bin", b"\xff\xfe\x00binary", "not UTF-8"),
+)
+
+
+class SignalMix:
+    def __init__(self, seed: int = 7, prefix: str = "mix") -> None:
+        self._rng = random.Random(seed)
+        self._prefix = prefix
+        self._prices = {s: p for s, (p, _) in UNIVERSE.items()}
+        self._n = 0
+
+    def _walk(self, symbol: str) -> Decimal:
+        step = Decimal(str(round(self._rng.gauss(0, 0.001), 6)))
+        price = self._prices[symbol] * (1 + step)
+        self._prices[symbol] = price
+        return price.quantize(Decimal("0.0001"))
+
+    def next(self) -> Signal:
+        self._n += 1
+        symbol = self._rng.choice(list(UNIVERSE))
+        ref = self._walk(symbol)
+        lot = UNIVERSE[symbol][1] * self._rng.randint(1, 5)
+        side = self._rng.choice((Side.BUY, Side.SELL))
+        roll = self._rng.random()
+        kwargs: dict[str, object] = {}
+        if roll < 0.6:
+            kind = OrderType.MARKET
+        elif roll < 0.85:  # marketable limit: 1% through the mid
+            kind = OrderType.LIMIT
+            kwargs["limit_price"] = (ref * (Decimal("1.01") if side is Side.BUY else Decimal("0.99"))).quantize(
+                Decimal("0.0001"))
+        elif roll < 0.95:  # IOC limit 5% away: expires unfilled
+            kind = OrderType.LIMIT
+            kwargs["limit_price"] = (ref * (Decimal("0.95") if side is Side.BUY else Decimal("1.05"))).quantize(
+                Decimal("0.0001"))
+            kwargs["time_in_force"] = TimeInForce.IOC
+        else:  # stop already through the market: triggers at once
+            kind = OrderType.STOP
+            kwargs["stop_price"] = (ref * (Decimal("0.99") if side is Side.BUY else Decimal("1.01"))).quantize(
+                Decimal("0.0001"))
+        return Signal(
+            signal_id=f"{self._prefix}-{self._n:06d}",
+            strategy="demo-mix",
+            symbol=symbol,
+            side=side,
+            quantity=lot,
+            order_type=kind,
+            reference_price=ref,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def take(self, n: int) -> list[Signal]:
+        return [self.next() for _ in range(n)]
+
+    def __iter__(self) -> Iterator[Signal]:
+        while True:
+            yield self.next()

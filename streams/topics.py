@@ -1,0 +1,19 @@
+"""Topic names (DESIGN.md section 3) in one place, so producers, agents, replay and tests agree."""
+
+from __future__ import annotations
+
+from schemas import Broker
+
+SIGNALS = "signals"
+ORDER_EVENTS = "order-events"
+FILLS = "fills"
+NAV_QUOTES = "nav.quotes"
+DLQ = "signals.dlq"
+
+
+def orders_topic(broker: Broker) -> str:
+    return f"orders.{broker}"
+
+
+ORDER_TOPICS = {broker: orders_topic(broker) for broker in Broker}
+ALL_TOPICS = (SIGNALS, *ORDER_TOPICS.values(), ORDER_EVENTS, FILLS, NAV_QUOTES, DLQ)
