@@ -41,6 +41,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._probe_in_flight = False
+        self._probe_started = 0.0
         self.last_reason = ""
 
     @property
@@ -54,12 +55,19 @@ class CircuitBreaker:
         return self._failures
 
     def allow(self) -> bool:
-        """May an order go to the venue now? In half-open, exactly one probe is let through."""
+        """May an order go to the venue now? In half-open, exactly one probe is let through.
+
+        A probe whose outcome is never recorded (its orders failed pre-trade checks, or the
+        adapter raised something unexpected) expires after one cooldown, so it cannot wedge the
+        breaker half-open forever."""
         state = self.state
         if state is BreakerState.CLOSED:
             return True
-        if state is BreakerState.HALF_OPEN and not self._probe_in_flight:
+        if state is BreakerState.HALF_OPEN and (
+            not self._probe_in_flight or self._clock() - self._probe_started >= self._cooldown
+        ):
             self._probe_in_flight = True
+            self._probe_started = self._clock()
             return True
         return False
 

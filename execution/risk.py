@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from schemas import OrderIntent
+from schemas import OrderIntent, OrderType
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +22,13 @@ class PreTradeLimits:
         """The reason ``order`` breaks a limit, or ``None`` if it may trade."""
         if order.quantity > self.max_quantity:
             return f"quantity {order.quantity} exceeds max_order_quantity {self.max_quantity}"
-        price = order.limit_price or order.stop_price or order.reference_price
+        if order.order_type is OrderType.BRACKET:
+            # stop and take-profit are the exits, not the entry; without an entry price the
+            # higher exit bounds it from above (BUY: take-profit, SELL: stop)
+            exits = [p for p in (order.stop_price, order.take_profit_price) if p is not None]
+            price = order.limit_price or order.reference_price or (max(exits) if exits else None)
+        else:
+            price = order.limit_price or order.stop_price or order.reference_price
         if price is not None:
             notional = order.quantity * price
             if notional > self.max_notional:

@@ -73,10 +73,11 @@ class OrderIntent(WireModel):
     time_in_force: TimeInForce = TimeInForce.DAY
     group_id: Identifier | None = None
 
-    @field_validator("symbol")
+    @field_validator("symbol", mode="before")
     @classmethod
-    def _normalise_symbol(cls, value: str) -> str:
-        return value.strip().upper()
+    def _normalise_symbol(cls, value: Any) -> Any:
+        # before validation, so a blank symbol fails min_length instead of becoming ""
+        return value.strip().upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _prices_fit_order_type(self) -> Self:

@@ -42,7 +42,7 @@ MALFORMED: tuple[Malformed, ...] = (
     Malformed(b"EURUSD", b'{"signal_id":"bad-px","symbol":"EURUSD","side":"BUY","quantity":"1",'
               b'"order_type":"LIMIT","limit_price":"NaN"}', "NaN price"),
     Malformed(None, b'{"signal_id":"no-sym","side":"BUY","quantity":"1"}', "missing symbol"),
-    Malformed(b"ZZZZZZZZ9", b'{"signal_id":"unknown-sym","symbol":"??WHAT??","side":"BUY","quantity":"1"}',
+    Malformed(b"ZZZZZZZZ9", b'{"signal_id":"unknown-sym","symbol":"XQZW123456","side":"BUY","quantity":"1"}',
               "unknown symbol"),
     Malformed(b"bin", b"\xff\xfe\x00binary", "not UTF-8"),
 )

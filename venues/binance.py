@@ -37,7 +37,7 @@ import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from aiohttp import web
@@ -112,7 +112,8 @@ def _decimal_param(params: Mapping[str, str], name: str, *, required: bool = Tru
         raise BinanceApiError(
             400,
             -1100,
-            f"Illegal characters found in parameter '{name}'; legal range is '^([0-9]{{1,20}})(\\.[0-9]{{1,20}})?$'.",
+            f"Illegal characters found in parameter '{name}'; "
+            "legal range is '^([0-9]{1,20})(\\.[0-9]{1,20})?$'.",
         )
     value = Decimal(raw)
     exponent = value.normalize().as_tuple().exponent
@@ -205,9 +206,12 @@ class SymbolSpec:
 
 
 DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (
-    SymbolSpec("BTCUSDT", "BTC", "USDT", Decimal("0.01"), Decimal("0.00001"), Decimal("0.00001"), Decimal("9000")),
-    SymbolSpec("ETHUSDT", "ETH", "USDT", Decimal("0.01"), Decimal("0.0001"), Decimal("0.0001"), Decimal("9000")),
-    SymbolSpec("SOLUSDT", "SOL", "USDT", Decimal("0.01"), Decimal("0.001"), Decimal("0.001"), Decimal("90000")),
+    SymbolSpec("BTCUSDT", "BTC", "USDT", tick_size=Decimal("0.01"), step_size=Decimal("0.00001"),
+               min_qty=Decimal("0.00001"), max_qty=Decimal("9000")),
+    SymbolSpec("ETHUSDT", "ETH", "USDT", tick_size=Decimal("0.01"), step_size=Decimal("0.0001"),
+               min_qty=Decimal("0.0001"), max_qty=Decimal("9000")),
+    SymbolSpec("SOLUSDT", "SOL", "USDT", tick_size=Decimal("0.01"), step_size=Decimal("0.001"),
+               min_qty=Decimal("0.001"), max_qty=Decimal("90000")),
 )
 DEFAULT_START_PRICES: dict[str, Decimal] = {
     "BTCUSDT": Decimal("60000.00"),
@@ -743,6 +747,10 @@ class BinanceExchangeSim:
             raise BinanceApiError(400, unknown_code, unknown_msg)
         return order
 
+    def orders_for(self, client_order_id: str) -> list[JsonObj]:
+        """Every order ever placed with ``client_order_id`` (tests assert "never placed twice")."""
+        return [self._orders[i].query_view() for i in self._by_client_id.get(client_order_id, [])]
+
     def get_order(self, params: Mapping[str, str]) -> JsonObj:
         """``GET /api/v3/order`` by ``orderId`` or ``origClientOrderId``."""
         return self._find(params, unknown_code=-2013, unknown_msg="Order does not exist.").query_view()
@@ -965,6 +973,8 @@ class Faults:
     *processes* the request and then drops the connection, the nasty case where an order exists
     but the client never heard about it. ``match`` limits the counters to requests whose
     ``"METHOD /path"`` starts with it (e.g. ``"POST /api/v3/order"``); latency applies to all.
+    aiohttp clients (ccxt among them) resend an idempotent GET/DELETE once after a dropped
+    connection, so it takes ``drop_next=2`` to make one GET fail; a POST fails on the first.
     """
 
     latency: float = 0.0
@@ -984,6 +994,8 @@ class SimStats:
     auth_failures: int = 0
     faults_injected: int = 0
     by_endpoint: dict[str, int] = field(default_factory=dict)
+    #: Binance error code -> how many times it was answered
+    errors: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1220,10 +1232,13 @@ class BinanceSimulator:
                 self._authenticate(request, raw_query, raw_body, params)
             result = endpoint.handler(self.engine, params)
         except BinanceApiError as exc:
+            self.stats.errors[exc.code] = self.stats.errors.get(exc.code, 0) + 1
             return self._json(exc.status, exc.body())
         return self._json(200, result)
 
-    def _authenticate(self, request: web.Request, raw_query: str, raw_body: str, params: Mapping[str, str]) -> None:
+    def _authenticate(
+        self, request: web.Request, raw_query: str, raw_body: str, params: Mapping[str, str]
+    ) -> None:
         """Binance's SIGNED rules: key header, timestamp within recvWindow, HMAC over the payload."""
         key = request.headers.get("X-MBX-APIKEY")
         if not key:
@@ -1242,7 +1257,9 @@ class BinanceSimulator:
             raise BinanceApiError(400, -1131, "recvWindow must be less than 60000")
         server_time = self.engine.now_ms()
         if timestamp >= server_time + 1000:
-            raise BinanceApiError(400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+            raise BinanceApiError(
+                400, -1021, "Timestamp for this request was 1000ms ahead of the server's time."
+            )
         if server_time - timestamp > recv_window:
             raise BinanceApiError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
         query_payload, query_sig = _strip_signature(raw_query)
@@ -1252,7 +1269,8 @@ class BinanceSimulator:
             raise BinanceApiError(
                 400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed."
             )
-        expected = hmac.new(self._api_secret, (query_payload + body_payload).encode(), hashlib.sha256).hexdigest()
+        payload = (query_payload + body_payload).encode()
+        expected = hmac.new(self._api_secret, payload, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, signature):
             self.stats.auth_failures += 1
             raise BinanceApiError(400, -1022, "Signature for this request is not valid.")
@@ -1288,7 +1306,7 @@ async def serve(args: argparse.Namespace, *, api_secret: str) -> None:
         tick_interval_ms=args.tick_ms,
     )
     url = await sim.start(args.host, args.port)
-    print(f"binance simulator on {url} (api key {args.api_key!r}; secret from BINANCE_API_SECRET)", flush=True)
+    print(f"binance simulator on {url} (api key {args.api_key!r}; secret: BINANCE_API_SECRET)", flush=True)
     try:
         await asyncio.Event().wait()
     finally:

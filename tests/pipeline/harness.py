@@ -170,6 +170,9 @@ async def pipeline(database_url: str, redis_url: str, run_dir: Path,
                 await conn.execute("TRUNCATE " + ", ".join(r["tablename"] for r in tables))
         finally:
             await conn.close()
+        client = redis.from_url(redis_url)
+        await client.flushdb()  # dedupe keys of an earlier run would hide this run's fills
+        await client.aclose()
         yield pipe
     finally:
         await pipe.close()
