@@ -26,7 +26,7 @@ from execution.ports import (
     VenueOrderStatus,
 )
 from execution.risk import PreTradeLimits
-from schemas import Order, OrderRequest, OrderState
+from schemas import Order, OrderRequest, OrderState, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,13 @@ class ExecutionService:
                 and status.filled_quantity == 0:
             return outcome.transition(placed, status.state, status.reason or f"venue: {status.state}",
                                       venue_order_id=status.venue_order_id)
-        submitted = outcome.transition(placed, OrderState.SUBMITTED, placed.reason,
-                                       venue_order_id=status.venue_order_id)
+        if placed.state is OrderState.PENDING:
+            submitted = outcome.transition(placed, OrderState.SUBMITTED, placed.reason,
+                                           venue_order_id=status.venue_order_id)
+        else:
+            # re-placed by reconcile after the venue lost it (paper after a restart): already
+            # SUBMITTED here, so record the new placement without a (forbidden) self-transition
+            submitted = placed.model_copy(update={
+                "venue_order_id": status.venue_order_id or placed.venue_order_id, "updated_at": utcnow()})
+            outcome.record(submitted, placed.state, persist=True)
         return self.tracker.observe(submitted, status, placement.adapter, outcome)

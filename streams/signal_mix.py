@@ -92,7 +92,7 @@ class SignalMix:
             quantity=lot,
             order_type=kind,
             reference_price=ref,
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
 
     def take(self, n: int) -> list[Signal]:

@@ -302,7 +302,7 @@ def make_order(
 
     asset_class = overrides.pop("asset_class", AssetClass.CRYPTO)
     reason = overrides.pop("route_reason", f"{asset_class} -> {broker}")
-    extra = {k: overrides.pop(k) for k in ("filled_quantity", "avg_fill_price", "venue_order_id")
+    extra: dict[str, Any] = {k: overrides.pop(k) for k in ("filled_quantity", "avg_fill_price", "venue_order_id")
              if k in overrides}
     signal = make_signal(**overrides)
     request = OrderRequest.from_signal(signal, asset_class=asset_class, broker=broker, reason=reason)

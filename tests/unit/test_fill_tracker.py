@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from execution.fill_tracker import PRICE_PLACES, FillTracker, derive_fill
 from execution.outcome import BatchOutcome
 from execution.ports import BrokerUnavailable
-from schemas import Broker, OrderState
+from schemas import Broker, Order, OrderState
 from tests.unit.fakes import (
     FakeClock,
     InMemoryOrderStore,
@@ -22,7 +23,7 @@ from tests.unit.fakes import (
 D = Decimal
 
 
-def submitted(**kw: object):
+def submitted(**kw: Any) -> Order:
     kw.setdefault("signal_id", "track-1")
     kw.setdefault("venue_order_id", "V-1")
     kw.setdefault("state", OrderState.SUBMITTED)

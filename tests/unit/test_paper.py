@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from adapters.paper import PaperAdapter, SlippageModel, marketable
 from execution.ports import BrokerPort, OrderRejected, Quote
-from schemas import Broker, OrderState, OrderType, Side
+from schemas import Broker, Order, OrderState, OrderType, Side
 from tests.unit.fakes import FakeMarketData, make_order
 
 D = Decimal
 
 
-def paper_order(**kw: object):
+def paper_order(**kw: Any) -> Order:
     kw.setdefault("signal_id", "paper-1")
     return make_order(broker=Broker.PAPER, **kw)
 
@@ -202,7 +203,8 @@ async def test_resting_limit_fills_on_a_later_query_when_the_price_moves() -> No
     order = paper_order(order_type="LIMIT", limit_price=D("95"), quantity=D("0.5"))
     assert (await adapter.place(order)).state is OrderState.SUBMITTED
     data.set_mid("BTC-USDT", "97")
-    assert (await adapter.query(order)).state is OrderState.SUBMITTED  # 97.097 > 95
+    resting = await adapter.query(order)
+    assert resting is not None and resting.state is OrderState.SUBMITTED  # 97.097 > 95
     data.set_mid("BTC-USDT", "94")
     filled = await adapter.query(order)
     assert filled is not None
@@ -235,7 +237,8 @@ async def test_cancel_resting_order_and_cancel_is_terminal() -> None:
     await adapter.place(order)
     cancelled = await adapter.cancel(order)
     assert cancelled.state is OrderState.CANCELLED and cancelled.reason == "cancelled on request"
-    assert (await adapter.query(order)).state is OrderState.CANCELLED
+    after = await adapter.query(order)
+    assert after is not None and after.state is OrderState.CANCELLED
     with pytest.raises(OrderRejected, match="unknown order"):
         await adapter.cancel(paper_order(signal_id="other"))
 
@@ -261,7 +264,8 @@ async def test_remember_bound_evicts_the_oldest() -> None:
     for o in orders:
         await adapter.place(o)
     assert await adapter.query(orders[0]) is None
-    assert (await adapter.query(orders[2])).state is OrderState.FILLED
+    newest = await adapter.query(orders[2])
+    assert newest is not None and newest.state is OrderState.FILLED
 
 
 async def test_health_connect_close() -> None:

@@ -1,0 +1,16 @@
+# Worker image: one distribution, the `superintel` console script.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY schemas ./schemas
+COPY execution ./execution
+COPY adapters ./adapters
+COPY streams ./streams
+COPY agents ./agents
+COPY venues ./venues
+RUN pip install --no-cache-dir .
+RUN useradd --system --uid 10001 superintel
+USER superintel
+ENTRYPOINT ["superintel"]
+CMD ["worker", "-l", "info"]
