@@ -66,8 +66,10 @@ class CompositeBrokerAdapter:
             return self.paper, "FORCE_PAPER_TRADING=true"
         if not self.breaker.allow():
             return self.paper, f"{self.live.name} circuit breaker open: {self.breaker.last_reason}"
-        if not await self._healthy(self.live):
-            self.breaker.record_failure("health check failed")
+        healthy, fresh = await self._healthy(self.live)
+        if not healthy:
+            if fresh:  # one failed check is one failure, however many batches see its cached result
+                self.breaker.record_failure("health check failed")
             return self.paper, f"{self.live.name} failed health_check"
         return self.live, ""
 
@@ -87,22 +89,24 @@ class CompositeBrokerAdapter:
                         adapter.name, order.client_order_id, exc)
             return await self.place(order.rerouted(Broker.PAPER, f"{adapter.name} unavailable: {exc}"),
                                     self.paper, "")
-        except OrderRejected:
+        except OrderRejected as exc:
             if adapter is not self.paper:
                 self.breaker.record_success()  # the venue answered: transport is healthy
+            exc.order = order
             raise
         if adapter is not self.paper:
             self.breaker.record_success()
         return Placement(order, status, adapter)
 
-    async def _healthy(self, live: BrokerPort) -> bool:
+    async def _healthy(self, live: BrokerPort) -> tuple[bool, bool]:
+        """(healthy, whether this was a fresh check rather than the cached answer)."""
         now = self._clock()
         if self._health is not None and now - self._health[0] < self._health_ttl:
-            return self._health[1]
+            return self._health[1], False
         try:
             ok = await live.health_check()
         except Exception as exc:  # a health check must never take the executor down
             log.warning("%s health_check raised %r", live.name, exc)
             ok = False
         self._health = (now, ok)
-        return ok
+        return ok, True

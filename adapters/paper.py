@@ -88,7 +88,7 @@ class PaperAdapter:
     async def cancel(self, order: Order) -> VenueOrderStatus:
         status = self._orders.get(order.client_order_id)
         if status is None:
-            raise OrderRejected(f"paper: unknown order {order.client_order_id}")
+            raise OrderRejected(f"unknown order {order.client_order_id}")
         if not status.state.is_terminal:
             status = _status(order, OrderState.CANCELLED, reason="cancelled on request")
             self._remember_status(status)
@@ -107,7 +107,7 @@ class PaperAdapter:
         if mid is None:
             if first:
                 raise OrderRejected(
-                    f"paper: no reference_price and no market data for {order.symbol}; cannot price a fill"
+                    f"no reference_price and no market data for {order.symbol}; cannot price a fill"
                 )
             return _status(order, OrderState.SUBMITTED)
         price = self.slippage.fill_price(mid, order.side)

@@ -18,6 +18,7 @@ from faust.types import StreamT
 
 from agents.batches import batches, process_batch
 from agents.dead_letters import DeadLetters
+from execution.service import ExecutionService
 from schemas import Broker, Fill, OrderEvent, OrderRequest
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ def register(app: ExecutionApp, broker: Broker) -> None:
         report = await service.reconcile()
         log.info("executor-%s ready (%s)", broker, report)
         poller = asyncio.create_task(service.tracker.run(), name=f"fill-tracker-{broker}")
+        resolver = asyncio.create_task(_retry_unresolved(service), name=f"resolver-{broker}")
         try:
             async for events in batches(stream, settings):
                 requests = await dead.parse(events, OrderRequest)
@@ -62,3 +64,14 @@ def register(app: ExecutionApp, broker: Broker) -> None:
                                         dead, app.runtime.transient_errors())
         finally:
             poller.cancel()
+            resolver.cancel()
+
+
+async def _retry_unresolved(service: ExecutionService, every: float = 10.0) -> None:
+    """Orders whose venue could not be asked (down during a redelivery) are asked again here."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await service.retry_unresolved()
+        except Exception:
+            log.exception("retrying unresolved orders failed; will try again")

@@ -17,6 +17,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,20 @@ from streams.stack import create_topics, start_tansu
 
 PARTITIONS = 4
 
+#: builds message ``i`` (key, value) at the moment it is sent, so it can carry its send time
+Payload = Callable[[int], tuple[bytes | None, bytes]]
+
+
+def percentile(values: Sequence[float], pct: int) -> float:
+    """The ``pct``-th percentile (inclusive method), e.g. 50 or 99."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
+
+
+def _stamp(i: int) -> tuple[bytes | None, bytes]:
+    return f"k{i % 16}".encode(), json.dumps({"i": i, "sent": time.perf_counter()}).encode()
+
 
 @dataclass(frozen=True)
 class HopResult:
@@ -34,11 +49,11 @@ class HopResult:
 
     @property
     def p50(self) -> float:
-        return statistics.median(self.latencies_ms)
+        return percentile(self.latencies_ms, 50)
 
     @property
     def p99(self) -> float:
-        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[98]
+        return percentile(self.latencies_ms, 99)
 
 
 async def _joined_consumer(bootstrap: str, topic: str, fetch_max_wait_ms: int) -> AIOKafkaConsumer:
@@ -53,19 +68,23 @@ async def _joined_consumer(bootstrap: str, topic: str, fetch_max_wait_ms: int) -
     return consumer
 
 
-async def _produce_paced(bootstrap: str, topic: str, count: int, rate: float) -> None:
-    """Send ``count`` messages at ``rate``/s, each stamped with its send time."""
+async def _produce_paced(bootstrap: str, topic: str, count: int, rate: float,
+                         payload: Payload = _stamp) -> float:
+    """Send ``count`` messages at ``rate``/s, each built (and stamped) by ``payload`` right before
+    it is sent; returns the achieved send rate (messages/s over the sending span)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     await producer.start()
     try:
-        start = time.perf_counter()
+        start = last = time.perf_counter()
         for i in range(count):
             await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-            stamp = json.dumps({"i": i, "sent": time.perf_counter()}).encode()
-            await producer.send(topic, stamp, key=f"k{i % 16}".encode())
+            key, value = payload(i)
+            await producer.send(topic, value, key=key)
+            last = time.perf_counter()
         await producer.flush()
     finally:
         await producer.stop()
+    return (count - 1) / (last - start) if count > 1 and last > start else float("nan")
 
 
 async def _collect(consumer: AIOKafkaConsumer, count: int) -> list[float]:

@@ -23,7 +23,12 @@ class BrokerError(Exception):
 
 
 class OrderRejected(BrokerError):
-    """The venue refused the order (funds, filters, symbol, auth): final, the order is REJECTED."""
+    """The venue refused the order (funds, filters, symbol, auth): final, the order is REJECTED.
+
+    ``order`` is set when the refused order is not the one the caller passed (it was rerouted
+    on the way), so the rejection keeps the reroute's ``rerouted_from`` and reason."""
+
+    order: Order | None = None
 
 
 class BrokerUnavailable(BrokerError):

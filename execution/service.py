@@ -26,9 +26,17 @@ from execution.ports import (
     VenueOrderStatus,
 )
 from execution.risk import PreTradeLimits
-from schemas import Order, OrderRequest, OrderState, utcnow
+from schemas import Order, OrderEvent, OrderRequest, OrderState, utcnow
 
 log = logging.getLogger(__name__)
+
+
+_UNREACHABLE = object()
+
+
+def _rejection(order: Order, exc: OrderRejected) -> str:
+    reason = f"{order.broker}: {exc}"
+    return f"{reason} (after reroute from {order.rerouted_from}: {order.reason})" if order.rerouted_from else reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,23 +61,46 @@ class ExecutionService:
         self.sink = sink
         self.tracker = tracker
         self.limits = limits
+        #: orders between insert and placement in this process: reconcile must not touch them
+        self._inflight: set[str] = set()
+        #: orders whose venue could not be asked (down) on redelivery/reconcile: retried later
+        self.unresolved: set[str] = set()
 
     async def handle(self, requests: Sequence[OrderRequest]) -> list[Order]:
         """Run steps 1-4 for a batch; returns each order as it stands after placement."""
         orders = [Order.from_request(r) for r in requests]                       # step 1
         unique = list({o.client_order_id: o for o in orders}.values())
-        inserted = await self.store.insert_orders(unique)                        # step 2
-        fresh = [o for o in unique if o.client_order_id in inserted]
-        redelivered = [o.client_order_id for o in unique if o.client_order_id not in inserted]
-        outcome = BatchOutcome()
-        to_place = fresh + await self._resume(redelivered, outcome)
-        placed = await self._place_all(to_place, outcome)
-        await outcome.flush(self.store, self.sink)
-        return placed
+        ids = {o.client_order_id for o in unique} - self._inflight
+        unique = [o for o in unique if o.client_order_id in ids]
+        self._inflight |= ids
+        try:
+            inserted = await self.store.insert_orders(unique)                    # step 2
+            fresh = [o for o in unique if o.client_order_id in inserted]
+            redelivered = [o.client_order_id for o in unique if o.client_order_id not in inserted]
+            outcome = BatchOutcome()
+            to_place = fresh + await self._resume(redelivered, outcome)
+            placed = await self._place_all(to_place, outcome)
+            await outcome.flush(self.store, self.sink)
+            return placed
+        finally:
+            self._inflight -= ids
 
     async def reconcile(self) -> ReconcileReport:
         """On start: ask the venue about every order it may hold that is not terminal here."""
         orders = await self.store.open_orders(self.broker.name)
+        return await self._reconcile(orders)
+
+    async def retry_unresolved(self) -> ReconcileReport | None:
+        """Ask again about orders whose venue was unreachable when they were last looked at."""
+        if not self.unresolved:
+            return None
+        ids = sorted(self.unresolved)
+        self.unresolved.clear()  # whatever is still unreachable is added back by _resume
+        orders = await self.store.get_orders(ids)
+        return await self._reconcile(list(orders.values()))
+
+    async def _reconcile(self, orders: Sequence[Order]) -> ReconcileReport:
+        orders = [o for o in orders if o.client_order_id not in self._inflight]
         outcome = BatchOutcome()
         replace = await self._resume([o.client_order_id for o in orders], outcome, known=orders)
         await self._place_all(replace, outcome)
@@ -91,21 +122,29 @@ class ExecutionService:
         statuses = await asyncio.gather(*(self._query(o) for o in candidates))
         never_seen: list[Order] = []
         for order, status in zip(candidates, statuses, strict=True):
-            if status is None:
+            if status is _UNREACHABLE:
+                # Placing now could duplicate an order the venue already holds: wait and ask again.
+                self.unresolved.add(order.client_order_id)
+                outcome.events.append(OrderEvent.of(order.model_copy(update={
+                    "reason": f"{order.broker} unreachable while resuming; not re-placed, will ask again",
+                    "updated_at": utcnow()}), order.state))
+            elif status is None:
                 never_seen.append(order)
             else:
+                assert isinstance(status, VenueOrderStatus)
                 self.tracker.observe(order, status, self.broker.adapter_for(order.broker), outcome)
         if len(existing) != len(candidates):
             log.info("%d redelivered order(s) already terminal or tracked; not placed again",
                      len(existing) - len(candidates))
         return never_seen
 
-    async def _query(self, order: Order) -> VenueOrderStatus | None:
+    async def _query(self, order: Order) -> VenueOrderStatus | object | None:
+        """The venue's status, None if it never saw the order, ``_UNREACHABLE`` if it can't tell."""
         try:
             return await self.broker.adapter_for(order.broker).query(order)
         except BrokerError as exc:
             log.warning("cannot query %s at %s: %s", order.client_order_id, order.broker, exc)
-            return None
+            return _UNREACHABLE
 
     async def _place_all(self, orders: Sequence[Order], outcome: BatchOutcome) -> list[Order]:
         """Steps 3-4. Orders of one symbol are placed in sequence (their order matters);
@@ -132,7 +171,8 @@ class ExecutionService:
         try:
             placement = await self.broker.place(order, gateway, reason)          # step 4
         except OrderRejected as exc:
-            return outcome.transition(order, OrderState.REJECTED, f"{order.broker}: {exc}")
+            rejected = exc.order or order  # the rerouted order, when paper refused it
+            return outcome.transition(rejected, OrderState.REJECTED, _rejection(rejected, exc))
         except Exception as exc:
             # An adapter bug must cost one order (visibly), not the executor.
             log.exception("placing %s failed unexpectedly", order.client_order_id)

@@ -19,7 +19,7 @@ from adapters.binance import (
     parse_order,
     to_ccxt_symbol,
 )
-from execution.ports import BrokerPort, BrokerUnavailable, OrderRejected
+from execution.ports import BrokerPort, BrokerUnavailable, OrderRejected, VenueOrderStatus
 from schemas import AssetClass, Broker, Order, OrderState, OrderType, Side, TimeInForce, client_order_id_for
 from tests.fixtures.binance import SIM_API_KEY, SIM_API_SECRET, binance_test_config
 
@@ -53,6 +53,11 @@ def make_order(
         asset_class=AssetClass.CRYPTO,
         broker=Broker.BINANCE,
     )
+
+
+def must(status: VenueOrderStatus | None) -> VenueOrderStatus:
+    assert status is not None
+    return status
 
 
 def posts(sim: Any) -> int:
@@ -119,7 +124,8 @@ def test_config_from_env_and_settings_keeps_secrets_secret():
 
 
 async def test_connects_and_is_healthy(binance_adapter, binance_sim):
-    assert isinstance(binance_adapter, BrokerPort)
+    port: BrokerPort = binance_adapter  # structurally a BrokerPort, checked by mypy
+    assert isinstance(port, BrokerPort)
     assert binance_adapter.name is Broker.BINANCE
     assert binance_adapter.poll_interval == 0.05
     assert await binance_adapter.health_check() is True
@@ -152,7 +158,7 @@ async def test_health_check_false_when_venue_down(binance_adapter, binance_sim):
 
 
 async def test_market_order_fills_with_client_order_id(binance_adapter, binance_sim):
-    bid, ask = binance_sim.engine.bid_ask("BTCUSDT")
+    _, ask = binance_sim.engine.bid_ask("BTCUSDT")
     order = make_order(quantity="0.02")
     status = await binance_adapter.place(order)
     assert status.state is OrderState.FILLED
@@ -189,12 +195,12 @@ async def test_partial_fills_reported_cumulatively_with_commission(binance_sim_f
         order = make_order(quantity="0.3", order_type=OrderType.LIMIT, limit_price="59000")
         assert (await adapter.place(order)).state is OrderState.SUBMITTED
         sim.set_price("BTCUSDT", D("58500"))  # crosses: first third fills
-        seen = [await adapter.query(order)]
-        seen.append(await adapter.query(order))  # unchanged: no extra trade lookup
+        seen = [must(await adapter.query(order))]
+        seen.append(must(await adapter.query(order)))  # unchanged: no extra trade lookup
         sim.tick()
-        seen.append(await adapter.query(order))
+        seen.append(must(await adapter.query(order)))
         sim.tick()
-        seen.append(await adapter.query(order))
+        seen.append(must(await adapter.query(order)))
     finally:
         await adapter.close()
     assert [(s.state, s.filled_quantity, s.commission) for s in seen] == [
@@ -231,8 +237,8 @@ async def test_stop_orders_map_to_stop_loss_types(binance_adapter, binance_sim):
     assert binance_sim.engine.orders_for(stop.client_order_id)[0]["type"] == "STOP_LOSS"
     assert binance_sim.engine.orders_for(stop_limit.client_order_id)[0]["type"] == "STOP_LOSS_LIMIT"
     binance_sim.set_price("BTCUSDT", D("58950"))
-    assert (await binance_adapter.query(stop)).state is OrderState.FILLED
-    assert (await binance_adapter.query(stop_limit)).state is OrderState.SUBMITTED
+    assert must(await binance_adapter.query(stop)).state is OrderState.FILLED
+    assert must(await binance_adapter.query(stop_limit)).state is OrderState.SUBMITTED
 
     already = make_order(side=Side.SELL, quantity="0.1", order_type=OrderType.STOP, stop_price="60000")
     with pytest.raises(OrderRejected, match="Stop price would trigger immediately"):
@@ -279,7 +285,7 @@ async def test_symbol_unknown_to_the_venue_is_rejected(binance_adapter, binance_
 
 
 async def test_quantity_off_the_lot_step_is_refused_before_sending(binance_adapter, binance_sim):
-    with pytest.raises(OrderRejected, match="not a multiple of BTC/USDT's LOT_SIZE stepSize 0.00001"):
+    with pytest.raises(OrderRejected, match=r"not a multiple of BTC/USDT's LOT_SIZE stepSize 0\.00001"):
         await binance_adapter.place(make_order(quantity="0.000015"))
     with pytest.raises(OrderRejected, match="PRICE_FILTER tickSize"):
         await binance_adapter.place(make_order(order_type=OrderType.LIMIT, limit_price="50000.001"))
@@ -313,7 +319,8 @@ async def test_ccxt_error_table_holds_against_the_simulator_url(binance_adapter,
     with pytest.raises(Exception) as err:
         client.handle_errors(400, "Bad Request", url, "POST", {"Retry-After": "2"}, str(body), body, {}, "")
     assert type(err.value).__name__ == expected
-    assert err.value.binance_code == code and err.value.retry_after == 2.0
+    assert getattr(err.value, "binance_code", None) == code
+    assert getattr(err.value, "retry_after", None) == 2.0
 
 
 async def test_invalid_nonce_resyncs_clock_and_retries_once(binance_adapter, binance_sim):
@@ -364,7 +371,7 @@ async def test_without_credentials_market_data_works_and_orders_are_rejected(bin
     try:
         assert (await adapter.quote("BTC-USDT")) is not None
         assert await adapter.health_check() is False
-        with pytest.raises(OrderRejected, match="authentication failed.*apiKey"):
+        with pytest.raises(OrderRejected, match=r"authentication failed.*apiKey"):
             await adapter.place(make_order())
     finally:
         await adapter.close()

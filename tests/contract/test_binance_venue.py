@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import os
 import socket
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -246,9 +245,9 @@ def _free_port() -> int:
 async def test_runs_standalone(http):
     port = _free_port()
     env = {**os.environ, "BINANCE_API_SECRET": "standalone-secret", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "venues.binance", "--port", str(port), "--tick-ms", "50"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "venues.binance", "--port", str(port), "--tick-ms", "50",
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
     try:
         for _ in range(100):
@@ -262,5 +261,6 @@ async def test_runs_standalone(http):
             pytest.fail("standalone simulator did not come up")
     finally:
         proc.terminate()
-        output, _ = proc.communicate(timeout=10)
+        output, _ = await asyncio.wait_for(proc.communicate(), timeout=10)
+    assert b"listening on http://127.0.0.1" in output
     assert b"standalone-secret" not in output

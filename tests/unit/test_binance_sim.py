@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ def sim(**kwargs) -> BinanceExchangeSim:
     return BinanceExchangeSim(**kwargs)
 
 
-def order(engine: BinanceExchangeSim, **fields: str) -> dict:
+def order(engine: BinanceExchangeSim, **fields: str) -> dict[str, Any]:
     params = {"symbol": "BTCUSDT", "side": "BUY", **fields}
     return engine.new_order(params)
 

@@ -159,7 +159,7 @@ async def test_no_price_at_all_is_rejected_with_a_reason() -> None:
     with pytest.raises(OrderRejected) as info:
         await PaperAdapter().place(order)
     assert str(info.value) == (
-        "paper: no reference_price and no market data for SPY; cannot price a fill")
+        "no reference_price and no market data for SPY; cannot price a fill")
 
 
 async def test_no_quote_from_market_data_and_no_reference_is_rejected() -> None:

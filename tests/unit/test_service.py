@@ -387,9 +387,11 @@ async def test_paper_refusal_after_reroute_is_rejected_not_dropped() -> None:
     live = ScriptedBroker().on_place(BrokerUnavailable("down"))
     rig = Rig(live)
     [order] = await rig.service.handle([crypto(reference_price=None)])
-    # visible, not dropped: REJECTED with paper's reason, persisted and on the audit topic
+    # visible, not dropped: REJECTED with paper's reason and the reroute that led there
     assert order.state is OrderState.REJECTED
-    assert order.reason.startswith("binance: paper: no reference_price and no market data")
+    assert (order.broker, order.rerouted_from) == (Broker.PAPER, Broker.BINANCE)
+    assert order.reason.startswith("paper: no reference_price and no market data")
+    assert order.reason.endswith("(after reroute from binance: binance unavailable: down)")
     assert rig.store.orders[order.client_order_id].state is OrderState.REJECTED
     assert rig.sink.states_for(order.client_order_id) == [OrderState.REJECTED]
     assert rig.breaker.consecutive_failures == 1
@@ -471,3 +473,45 @@ async def test_gateway_name_is_the_live_venue(force_paper: bool) -> None:
     rig = Rig(ScriptedBroker(Broker.MT4), force_paper=force_paper)
     assert rig.gateway.name is Broker.MT4
     assert Rig(live=None).gateway.name is Broker.PAPER
+
+
+async def test_unreachable_venue_on_resume_never_replaces_and_asks_again_later() -> None:
+    """A redelivered order the venue may already hold must not be placed again (on the venue or
+    on paper) while the venue cannot be asked; it is retried once the venue answers."""
+    live = ScriptedBroker(poll_interval=3.0)
+    store = InMemoryOrderStore()
+    maybe_placed = make_order(signal_id="maybe", state=OrderState.PENDING)
+    store.seed(maybe_placed)
+    live.on_query(maybe_placed, BrokerUnavailable("connection refused"))
+    rig = Rig(live, store=store)
+
+    report = await rig.service.reconcile()
+
+    assert report == ReconcileReport(checked=1, resumed=1, replaced=0)
+    assert live.placed == [] and rig.paper.placed == []
+    assert rig.service.unresolved == {maybe_placed.client_order_id}
+    assert any("unreachable" in e.reason for e in rig.sink.emitted_events
+               if e.client_order_id == maybe_placed.client_order_id)
+
+    live.knows(venue_status(maybe_placed, OrderState.FILLED, filled="1", avg="250", venue_id="V-9"))
+    again = await rig.service.retry_unresolved()
+
+    assert again == ReconcileReport(checked=1, resumed=1, replaced=0)
+    assert rig.service.unresolved == set()
+    assert live.placed == [] and rig.paper.placed == []
+    assert [(f.quantity, f.price) for f in rig.sink.fills_for(maybe_placed.client_order_id)] == [
+        (D("1"), D("250"))]
+    assert await rig.service.retry_unresolved() is None
+
+
+async def test_one_failed_health_check_counts_once_while_cached() -> None:
+    live = ScriptedBroker().on_health(False)
+    rig = Rig(live, threshold=3)
+    rig.gateway = CompositeBrokerAdapter(live, rig.paper, rig.breaker, health_ttl=10.0, clock=rig.clock)
+    rig.service.broker = rig.gateway
+    for i in range(5):  # five batches inside one health TTL see one failed check
+        [order] = await rig.service.handle([crypto(signal_id=f"hc-{i}")])
+        assert (order.broker, order.reason) == (Broker.PAPER, "binance failed health_check")
+    assert live.health_checks == 1
+    assert rig.breaker.consecutive_failures == 1
+    assert rig.breaker.state is BreakerState.CLOSED
