@@ -47,7 +47,14 @@ import ccxt.async_support as ccxt_async
 from ccxt.base import errors as ccxt_errors
 from pydantic import SecretStr
 
-from execution.ports import BrokerError, BrokerUnavailable, OrderRejected, Quote, VenueOrderStatus
+from execution.ports import (
+    BrokerError,
+    BrokerUnavailable,
+    OrderRejected,
+    PlacementUnknown,
+    Quote,
+    VenueOrderStatus,
+)
 from execution.retry import Backoff, retry_async
 from schemas import Broker, Order, OrderState, OrderType, Side, TimeInForce
 
@@ -183,7 +190,7 @@ def _dec(value: Any, default: Decimal = Decimal(0)) -> Decimal:
 def _sum_commission(rows: Sequence[Mapping[str, Any]]) -> tuple[Decimal, str | None]:
     """Total commission of Binance fill/trade rows, in their (normally single) commission asset.
 
-    Should rows ever mix assets (BNB discount switched on mid-order), the largest-count asset wins
+    Should rows ever mix assets (BNB discount switched on mid-order), the asset with the largest total wins
     and a warning is logged: VenueOrderStatus carries one asset.
     """
     by_asset: dict[str, Decimal] = {}
@@ -461,11 +468,11 @@ class _ClockSkew(Exception):
     """-1021 persisted after a time resync: not transient, not the order's fault."""
 
 
-class OrderStateUnknown(BrokerUnavailable):
+class OrderStateUnknown(PlacementUnknown):
     """The placement may have reached Binance but the venue could not be asked afterwards.
 
-    Still a ``BrokerUnavailable`` (the breaker counts it), but ``code='state-unknown'`` tells the
-    core not to place this order elsewhere before reconciling ``query()`` once Binance is back.
+    A ``PlacementUnknown`` (so a ``BrokerUnavailable`` the breaker counts): the core keeps the
+    order at Binance and reconciles it with ``query()`` instead of placing it elsewhere.
     """
 
 
@@ -655,14 +662,12 @@ class BinanceAdapter:
             raise
         info: Mapping[str, Any] = result.get("info", result) if isinstance(result, dict) else {}
         fills = info.get("fills")
-        mark: _CommissionMark | None = None
-        if isinstance(fills, list):
+        if isinstance(fills, list):  # a FULL answer carries its fills: no trade lookup needed
             commission, asset = _sum_commission(fills)
-            mark = _CommissionMark(_dec(info.get("executedQty")), commission, asset)
-            self._commission[order.client_order_id] = mark
-        else:
-            mark = await self._commission_for(symbol, info, order.client_order_id)
-        status = parse_order(info, client_order_id=order.client_order_id, commission=mark)
+            self._commission[order.client_order_id] = _CommissionMark(
+                _dec(info.get("executedQty")), commission, asset
+            )
+        status = await self._status(symbol, info, order.client_order_id)
         log.info("binance %s -> %s filled=%s avg=%s", order.client_order_id, status.state.value,
                  status.filled_quantity, status.avg_fill_price)
         return status
@@ -705,9 +710,7 @@ class BinanceAdapter:
             if current is None:
                 raise OrderRejected(f"cannot cancel {coid}: Binance has no such order", code=-2011)
             return current
-        info = result.get("info", result)
-        mark = await self._commission_for(symbol, info, coid)
-        return parse_order(info, client_order_id=coid, commission=mark)
+        return await self._status(symbol, result.get("info", result), coid)
 
     async def query(self, order: Order) -> VenueOrderStatus | None:
         """Binance's view of ``order`` by client order id (``origClientOrderId``), or None if the
@@ -716,8 +719,7 @@ class BinanceAdapter:
         info = await self._fetch_order_info(symbol, order.client_order_id)
         if info is None:
             return None
-        mark = await self._commission_for(symbol, info, order.client_order_id)
-        return parse_order(info, client_order_id=order.client_order_id, commission=mark)
+        return await self._status(symbol, info, order.client_order_id)
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[VenueOrderStatus]:
         """Open orders (of one market, or all: weight 80 instead of 6) without commission lookups."""
@@ -749,6 +751,14 @@ class BinanceAdapter:
             return None
         info: Mapping[str, Any] = result.get("info", result)
         return info
+
+    async def _status(self, symbol: str, info: Mapping[str, Any], client_order_id: str) -> VenueOrderStatus:
+        """Parse with the order's cumulative commission; forget the cache once the order is final."""
+        mark = await self._commission_for(symbol, info, client_order_id)
+        status = parse_order(info, client_order_id=client_order_id, commission=mark)
+        if status.state.is_terminal:
+            self._commission.pop(client_order_id, None)
+        return status
 
     async def _commission_for(
         self, symbol: str, info: Mapping[str, Any], client_order_id: str

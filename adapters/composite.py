@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from execution.breaker import CircuitBreaker
-from execution.ports import BrokerPort, BrokerUnavailable, OrderRejected, VenueOrderStatus
+from execution.ports import BrokerPort, BrokerUnavailable, OrderRejected, PlacementUnknown, VenueOrderStatus
 from schemas import Broker, Order
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,11 @@ class CompositeBrokerAdapter:
             order, adapter = order.rerouted(Broker.PAPER, reason), self.paper
         try:
             status = await adapter.place(order)
+        except PlacementUnknown as exc:  # may be working at the venue: never place it elsewhere
+            self.breaker.record_failure(f"placement outcome unknown: {exc}")
+            self._health = None
+            exc.order = order
+            raise
         except BrokerUnavailable as exc:
             if adapter is self.paper:
                 raise OrderRejected(f"paper unavailable: {exc}") from exc

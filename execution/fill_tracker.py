@@ -34,8 +34,12 @@ class _Tracked:
     next_poll: float
 
 
-def derive_fill(order: Order, status: VenueOrderStatus) -> Fill | None:
-    """The Fill for the growth from ``order``'s known totals to ``status``'s, if any."""
+def derive_fill(order: Order, status: VenueOrderStatus, known_commission: Decimal | None = None) -> Fill | None:
+    """The Fill for the growth from ``order``'s known totals to ``status``'s, if any.
+
+    Venues report commission cumulatively too: the fill carries the growth since
+    ``known_commission``, or, when that is unknown (first sight after a restart), the share of
+    the cumulative commission proportional to the fill's quantity."""
     known_qty, known_avg = order.filled_quantity, order.avg_fill_price or Decimal(0)
     delta = status.filled_quantity - known_qty
     if delta <= 0 or status.avg_fill_price is None:
@@ -57,10 +61,18 @@ def derive_fill(order: Order, status: VenueOrderStatus) -> Fill | None:
         side=order.side,
         quantity=delta,
         price=price,
-        commission=max(Decimal(0), status.commission),
+        commission=_commission_delta(status, delta, known_commission),
         commission_asset=status.commission_asset,
         signal_ts=order.ts,
     )
+
+
+def _commission_delta(status: VenueOrderStatus, delta: Decimal, known: Decimal | None) -> Decimal:
+    if known is not None:
+        return max(Decimal(0), status.commission - known)
+    if status.filled_quantity <= 0:
+        return Decimal(0)
+    return max(Decimal(0), (status.commission * delta / status.filled_quantity).quantize(PRICE_PLACES))
 
 
 class FillTracker:
@@ -75,6 +87,8 @@ class FillTracker:
         self._sink = sink
         self._clock = clock
         self._open: dict[str, _Tracked] = {}
+        #: cumulative commission already carried by emitted fills, per open order
+        self._commission: dict[str, Decimal] = {}
         self._wake = asyncio.Event()
 
     def is_tracking(self, client_order_id: str) -> bool:
@@ -89,8 +103,10 @@ class FillTracker:
     ) -> Order:
         """Apply one venue status to ``order``: record fills and transitions in ``outcome``,
         keep tracking while open. Returns the order as now known."""
-        fill = derive_fill(order, status)
+        cid = order.client_order_id
+        fill = derive_fill(order, status, self._commission.get(cid))
         if fill is not None:
+            self._commission[cid] = self._commission.get(cid, Decimal(0)) + fill.commission
             outcome.fills.append(fill)
             filled = order.filled_quantity + fill.quantity
             cost = order.filled_quantity * (order.avg_fill_price or 0) + fill.quantity * fill.price
@@ -106,7 +122,7 @@ class FillTracker:
         if venue_id != order.venue_order_id:
             order = order.model_copy(update={"venue_order_id": venue_id})
         if order.state.is_terminal or status.state.is_terminal:
-            self._open.pop(order.client_order_id, None)
+            self.forget(cid)
         else:
             self._track(order, adapter)
         return order
@@ -131,6 +147,7 @@ class FillTracker:
 
     def forget(self, client_order_id: str) -> None:
         self._open.pop(client_order_id, None)
+        self._commission.pop(client_order_id, None)
 
     async def poll_due(self) -> int:
         """Query every polling order whose interval elapsed; return how many were polled."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from execution.ports import ExecutionEvents, OrderStore
-from schemas import Fill, Order, OrderEvent, OrderState
+from schemas import Fill, Order, OrderEvent, OrderState, utcnow
 
 
 @dataclass
@@ -30,6 +30,11 @@ class BatchOutcome:
         self.events.append(event)
         if persist:
             self.transitions.append((order, event))
+
+    def note(self, order: Order, reason: str) -> None:
+        """An audit event without a state change (e.g. "venue unreachable, will ask again")."""
+        noted = order.model_copy(update={"reason": reason, "updated_at": utcnow()})
+        self.events.append(OrderEvent.of(noted, order.state))
 
     async def flush(self, store: OrderStore, sink: ExecutionEvents) -> None:
         if self.transitions:

@@ -17,6 +17,9 @@ from schemas import Broker, Fill, Order, OrderEvent, OrderState, Position
 class BrokerError(Exception):
     """Base of what an adapter raises; the subclass decides what the core does with it."""
 
+    #: set by whoever knows better than the raiser which order this is about (a rerouted copy)
+    order: Order | None = None
+
     def __init__(self, message: str, *, code: str | int | None = None) -> None:
         super().__init__(message)
         self.code = code
@@ -28,12 +31,17 @@ class OrderRejected(BrokerError):
     ``order`` is set when the refused order is not the one the caller passed (it was rerouted
     on the way), so the rejection keeps the reroute's ``rerouted_from`` and reason."""
 
-    order: Order | None = None
-
 
 class BrokerUnavailable(BrokerError):
     """Transport-level failure (network, 5xx, rate limit after retries): counts against the
     circuit breaker and reroutes the order to paper, because it was never accepted."""
+
+
+class PlacementUnknown(BrokerUnavailable):
+    """The placement may have reached the venue, but the venue could not confirm or deny it.
+
+    Never reroute such an order: it might already be working at the venue. The core keeps it
+    where it is and asks the venue again (``query`` by client order id) until it can tell."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,10 +23,11 @@ from execution.ports import (
     ExecutionEvents,
     OrderRejected,
     OrderStore,
+    PlacementUnknown,
     VenueOrderStatus,
 )
 from execution.risk import PreTradeLimits
-from schemas import Order, OrderEvent, OrderRequest, OrderState, utcnow
+from schemas import Order, OrderRequest, OrderState, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +126,7 @@ class ExecutionService:
             if status is _UNREACHABLE:
                 # Placing now could duplicate an order the venue already holds: wait and ask again.
                 self.unresolved.add(order.client_order_id)
-                outcome.events.append(OrderEvent.of(order.model_copy(update={
-                    "reason": f"{order.broker} unreachable while resuming; not re-placed, will ask again",
-                    "updated_at": utcnow()}), order.state))
+                outcome.note(order, f"{order.broker} unreachable while resuming; not re-placed, will ask again")
             elif status is None:
                 never_seen.append(order)
             else:
@@ -173,6 +172,11 @@ class ExecutionService:
         except OrderRejected as exc:
             rejected = exc.order or order  # the rerouted order, when paper refused it
             return outcome.transition(rejected, OrderState.REJECTED, _rejection(rejected, exc))
+        except PlacementUnknown as exc:
+            # It may be working at the venue: keep it there (PENDING), ask again until it can tell.
+            self.unresolved.add(order.client_order_id)
+            outcome.note(order, f"{order.broker}: placement outcome unknown ({exc}); reconciling")
+            return order
         except Exception as exc:
             # An adapter bug must cost one order (visibly), not the executor.
             log.exception("placing %s failed unexpectedly", order.client_order_id)

@@ -40,7 +40,7 @@ TERMINAL = ("FILLED", "CANCELLED", "REJECTED", "EXPIRED")
 class Progress:
     published: int = 0
     malformed_sent: int = 0
-    redis_fills: set[str] = field(default_factory=set)
+    redis_fills: dict[str, Fill] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     states: dict[str, int] = field(default_factory=dict)
     db_fills: int = 0
@@ -81,29 +81,40 @@ async def _demo(n_signals: int, rate: float, n_malformed: int) -> int:
         progress = Progress()
         pool = await stack_ctx.enter_async_context(_pool(stack.database_url))
         watchers = [
-            asyncio.create_task(_watch_redis(stack.redis_url, run_id, progress)),
+            asyncio.create_task(_watch_redis(stack.redis_url, {s.client_order_id for s in signals}, progress)),
             asyncio.create_task(_watch_dlq(stack.kafka_bootstrap, started_at, progress)),
         ]
         await asyncio.sleep(0.2)
         producer = asyncio.create_task(_produce(stack.kafka_bootstrap, signals, n_malformed, rate, progress))
         deadline = time.monotonic() + max(60.0, n_signals / rate * 3 + 30)
+        last, stable_since = None, time.monotonic()
         with Live(console=console, refresh_per_second=4) as live:
             while time.monotonic() < deadline:
                 await _poll_db(pool, run_id, progress)
                 live.update(_progress_view(progress, n_signals, n_malformed))
-                if producer.done() and progress.terminal >= n_signals \
-                        and len(progress.redis_fills) >= progress.db_fills \
-                        and len(progress.dead_letters) >= n_malformed:
-                    break
+                snapshot = (tuple(sorted(progress.states.items())), progress.db_fills,
+                            len(progress.redis_fills), len(progress.dead_letters))
+                if snapshot != last:
+                    last, stable_since = snapshot, time.monotonic()
+                if producer.done() and _settled(progress, n_signals, n_malformed) \
+                        and time.monotonic() - stable_since >= 3.0:
+                    break  # orders still open now rest at their venue (limits away from the market)
                 await asyncio.sleep(0.25)
         for task in watchers:
             task.cancel()
         await producer
         console.print(await _summary(pool, run_id, progress, n_signals, n_malformed))
-        ok = progress.terminal == n_signals and len(progress.dead_letters) >= n_malformed
+        ok = _settled(progress, n_signals, n_malformed)
         console.rule("[green]done[/]" if ok else "[red]incomplete: see the worker log[/]")
         return 0 if ok else 1
     return 1
+
+
+def _settled(p: Progress, n_signals: int, n_malformed: int) -> bool:
+    """Every valid signal became an order that reached its venue (or a terminal state), every
+    recorded fill reached Redis, every malformed message reached the dead-letter topic."""
+    return (sum(p.states.values()) == n_signals and p.states.get("PENDING", 0) == 0
+            and len(p.redis_fills) >= p.db_fills and len(p.dead_letters) >= n_malformed)
 
 
 @contextlib.asynccontextmanager
@@ -123,7 +134,8 @@ async def _produce(bootstrap: str, signals: list[Signal], n_malformed: int, rate
         bad = list(MALFORMED[:n_malformed])
         t0 = time.monotonic()
         for i, signal in enumerate(signals, 1):
-            await producer.send(SIGNALS, key=signal.symbol.encode(), value=signal.to_bytes())
+            stamped = signal.model_copy(update={"ts": datetime.now(UTC)})  # latency counts from here
+            await producer.send(SIGNALS, key=signal.symbol.encode(), value=stamped.to_bytes())
             progress.published += 1
             if bad and i % bad_every == 0:
                 m = bad.pop(0)
@@ -140,7 +152,7 @@ async def _produce(bootstrap: str, signals: list[Signal], n_malformed: int, rate
         await producer.stop()
 
 
-async def _watch_redis(url: str, run_id: str, progress: Progress) -> None:
+async def _watch_redis(url: str, client_order_ids: set[str], progress: Progress) -> None:
     client = redis.from_url(url)
     pubsub = client.pubsub()
     await pubsub.subscribe("fills")
@@ -148,10 +160,10 @@ async def _watch_redis(url: str, run_id: str, progress: Progress) -> None:
         async for message in pubsub.listen():
             if message["type"] == "message":
                 fill = Fill.model_validate_json(message["data"])
-                if fill.strategy == "demo-mix":
-                    progress.redis_fills.add(fill.exec_id)
+                if fill.client_order_id in client_order_ids:
+                    progress.redis_fills[fill.exec_id] = fill
     finally:
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
         await client.aclose()
 
 
@@ -177,18 +189,18 @@ async def _poll_db(pool: asyncpg.Pool, run_id: str, progress: Progress) -> None:
         "SELECT count(*) FROM fills f JOIN orders o USING (client_order_id) WHERE o.signal_id LIKE $1", like))
 
 
-def _progress_view(p: Progress, n_signals: int, n_malformed: int) -> Group:
-    table = Table(title="live progress", show_header=True)
-    for col in ("published", "orders", *TERMINAL, "open", "fills (db)", "fills (redis)", "dead letters"):
-        table.add_column(col, justify="right")
+def _progress_view(p: Progress, n_signals: int, n_malformed: int) -> Table:
     total_orders = sum(p.states.values())
-    table.add_row(
-        f"{p.published}/{n_signals} +{p.malformed_sent} bad", str(total_orders),
-        *(str(p.states.get(s, 0)) for s in TERMINAL),
-        str(total_orders - p.terminal), str(p.db_fills), str(len(p.redis_fills)),
-        f"{len(p.dead_letters)}/{n_malformed}",
-    )
-    return Group(table)
+    table = Table(title="live progress", show_header=False, min_width=60)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("signals published", f"{p.published}/{n_signals} (+{p.malformed_sent} malformed)")
+    table.add_row("orders (db)", f"{total_orders}: " + ", ".join(
+        f"{s} {p.states.get(s, 0)}" for s in TERMINAL) + f", open {total_orders - p.terminal}")
+    table.add_row("fills recorded (db)", str(p.db_fills))
+    table.add_row("fills seen on Redis", str(len(p.redis_fills)))
+    table.add_row("dead letters", f"{len(p.dead_letters)}/{n_malformed}")
+    return table
 
 
 async def _summary(pool: asyncpg.Pool, run_id: str, p: Progress, n_signals: int, n_malformed: int) -> Group:
@@ -221,18 +233,36 @@ async def _summary(pool: asyncpg.Pool, run_id: str, p: Progress, n_signals: int,
         positions.add_row(r["broker"], r["symbol"], _num(r["quantity"]), _num(r["avg_price"]),
                           _num(r["realized_pnl"]))
 
+    rejected = Table(title="rejections and expiries by reason")
+    for col in ("state", "reason", "orders"):
+        rejected.add_column(col)
+    for r in await pool.fetch(
+            "SELECT state, reason, count(*) AS n FROM orders WHERE signal_id LIKE $1 "
+            "AND state IN ('REJECTED', 'EXPIRED', 'CANCELLED') GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 8", like):
+        rejected.add_row(r["state"], r["reason"][:100], str(r["n"]))
+
     dead = Table(title="dead letters")
     for col in ("agent", "offset", "reason"):
         dead.add_column(col)
     for letter in p.dead_letters:
         dead.add_row(letter.agent, f"{letter.partition}:{letter.offset}", letter.reason[:110])
 
+    recorded = {r["exec_id"] for r in await pool.fetch(
+        "SELECT f.exec_id FROM fills f JOIN orders o USING (client_order_id) WHERE o.signal_id LIKE $1", like)}
+    stray = Table(title="fills seen on Redis but not recorded (should be empty)")
+    for col in ("exec_id", "order", "qty", "cumulative", "price"):
+        stray.add_column(col)
+    for exec_id, f in p.redis_fills.items():
+        if exec_id not in recorded:
+            stray.add_row(exec_id, f.client_order_id, _num(f.quantity), _num(f.cumulative_quantity), _num(f.price))
+
     totals = Table(title="totals", show_header=False)
     totals.add_row("valid signals published", str(n_signals))
     totals.add_row("orders in a terminal state", str(p.terminal))
+    totals.add_row("orders resting at their venue", str(sum(p.states.values()) - p.terminal))
     totals.add_row("fills recorded / seen on Redis", f"{p.db_fills} / {len(p.redis_fills)}")
     totals.add_row("malformed published / dead-lettered", f"{n_malformed} / {len(p.dead_letters)}")
-    return Group(by_broker, fills, positions, dead, totals)
+    return Group(by_broker, rejected, fills, positions, dead, *([stray] if stray.rows else []), totals)
 
 
 def _num(value: Decimal | None) -> str:

@@ -81,7 +81,7 @@ class Runtime:
     async def _connect_live(self) -> dict[Broker, BrokerPort]:
         adapters: dict[Broker, BrokerPort] = {}
         for broker in self.configured_live_brokers():
-            adapter = self._build_live(broker)
+            adapter = self._build_live(broker)  # a configuration error stops the worker, loudly
             try:
                 await adapter.connect()
             except Exception as exc:  # visible, and orders still flow (to paper, with the reason)
@@ -92,9 +92,9 @@ class Runtime:
 
     def _build_live(self, broker: Broker) -> BrokerPort:
         if broker is Broker.BINANCE:
-            from adapters.binance import BinanceAdapter
+            from adapters.binance import BinanceAdapter, BinanceConfig
 
-            adapter: BrokerPort = BinanceAdapter.from_settings(self.settings.binance)
+            adapter: BrokerPort = BinanceAdapter(BinanceConfig.from_settings(self.settings.binance))
             return adapter
         raise ValueError(f"no live adapter for {broker}")
 

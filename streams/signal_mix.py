@@ -13,18 +13,19 @@ from decimal import Decimal
 
 from schemas import OrderType, Side, Signal, TimeInForce
 
-#: symbol -> (start price, quantity step); the seed's table plus one of each general rule
-UNIVERSE: dict[str, tuple[Decimal, Decimal]] = {
-    "BTC-USDT": (Decimal("65000"), Decimal("0.01")),
-    "ETH-USDT": (Decimal("3200"), Decimal("0.1")),
-    "SOLUSDT": (Decimal("150"), Decimal("1")),
-    "GBTC": (Decimal("55"), Decimal("10")),
-    "SPY": (Decimal("520"), Decimal("5")),
-    "AAPL": (Decimal("190"), Decimal("5")),
-    "EURUSD": (Decimal("1.0850"), Decimal("10000")),
-    "GBPUSD": (Decimal("1.2700"), Decimal("10000")),
-    "ESZ6": (Decimal("5300"), Decimal("1")),
-    "SPY261218C00550000": (Decimal("12.5"), Decimal("1")),
+#: symbol -> (start price, quantity step, price tick); the seed's table plus one of each rule.
+#: Prices are rounded to the tick as a real strategy must (venues reject off-tick prices).
+UNIVERSE: dict[str, tuple[Decimal, Decimal, Decimal]] = {
+    "BTC-USDT": (Decimal("60000"), Decimal("0.01"), Decimal("0.01")),
+    "ETH-USDT": (Decimal("3000"), Decimal("0.1"), Decimal("0.01")),
+    "SOLUSDT": (Decimal("150"), Decimal("1"), Decimal("0.01")),
+    "GBTC": (Decimal("55"), Decimal("10"), Decimal("0.01")),
+    "SPY": (Decimal("520"), Decimal("5"), Decimal("0.01")),
+    "AAPL": (Decimal("190"), Decimal("5"), Decimal("0.01")),
+    "EURUSD": (Decimal("1.0850"), Decimal("10000"), Decimal("0.00001")),
+    "GBPUSD": (Decimal("1.2700"), Decimal("10000"), Decimal("0.00001")),
+    "ESZ6": (Decimal("5300"), Decimal("1"), Decimal("0.25")),
+    "SPY261218C00550000": (Decimal("12.5"), Decimal("1"), Decimal("0.01")),
 }
 
 
@@ -48,24 +49,28 @@ MALFORMED: tuple[Malformed, ...] = (
 )
 
 
+def _on_tick(price: Decimal, tick: Decimal) -> Decimal:
+    return (price / tick).quantize(Decimal(1)) * tick
+
+
 class SignalMix:
     def __init__(self, seed: int = 7, prefix: str = "mix") -> None:
         self._rng = random.Random(seed)
         self._prefix = prefix
-        self._prices = {s: p for s, (p, _) in UNIVERSE.items()}
+        self._prices = {s: p for s, (p, _, _) in UNIVERSE.items()}
         self._n = 0
 
     def _walk(self, symbol: str) -> Decimal:
         step = Decimal(str(round(self._rng.gauss(0, 0.001), 6)))
         price = self._prices[symbol] * (1 + step)
         self._prices[symbol] = price
-        return price.quantize(Decimal("0.0001"))
+        return _on_tick(price, UNIVERSE[symbol][2])
 
     def next(self) -> Signal:
         self._n += 1
         symbol = self._rng.choice(list(UNIVERSE))
         ref = self._walk(symbol)
-        lot = UNIVERSE[symbol][1] * self._rng.randint(1, 5)
+        lot, tick = UNIVERSE[symbol][1] * self._rng.randint(1, 5), UNIVERSE[symbol][2]
         side = self._rng.choice((Side.BUY, Side.SELL))
         roll = self._rng.random()
         kwargs: dict[str, object] = {}
@@ -73,17 +78,14 @@ class SignalMix:
             kind = OrderType.MARKET
         elif roll < 0.85:  # marketable limit: 1% through the mid
             kind = OrderType.LIMIT
-            kwargs["limit_price"] = (ref * (Decimal("1.01") if side is Side.BUY else Decimal("0.99"))).quantize(
-                Decimal("0.0001"))
+            kwargs["limit_price"] = _on_tick(ref * (Decimal("1.01") if side is Side.BUY else Decimal("0.99")), tick)
         elif roll < 0.95:  # IOC limit 5% away: expires unfilled
             kind = OrderType.LIMIT
-            kwargs["limit_price"] = (ref * (Decimal("0.95") if side is Side.BUY else Decimal("1.05"))).quantize(
-                Decimal("0.0001"))
+            kwargs["limit_price"] = _on_tick(ref * (Decimal("0.95") if side is Side.BUY else Decimal("1.05")), tick)
             kwargs["time_in_force"] = TimeInForce.IOC
         else:  # stop already through the market: triggers at once
             kind = OrderType.STOP
-            kwargs["stop_price"] = (ref * (Decimal("0.99") if side is Side.BUY else Decimal("1.01"))).quantize(
-                Decimal("0.0001"))
+            kwargs["stop_price"] = _on_tick(ref * (Decimal("0.99") if side is Side.BUY else Decimal("1.01")), tick)
         return Signal(
             signal_id=f"{self._prefix}-{self._n:06d}",
             strategy="demo-mix",

@@ -18,6 +18,13 @@ from typing import IO
 READY_MARK = b"[^Worker]: Ready"
 
 
+def _superintel() -> list[str]:
+    """The installed console script beside this interpreter; unlike ``python -m`` it does not
+    put the current directory on ``sys.path``, where a stray ``schemas/`` folder could shadow ours."""
+    script = Path(sys.executable).with_name("superintel")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "streams.cli"]
+
+
 class WorkerProcess:
     def __init__(self, env: Mapping[str, str], log_path: Path, *, log_level: str = "info") -> None:
         self._env = {**os.environ, **env}
@@ -36,7 +43,7 @@ class WorkerProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the child
         self._offset = self.log_path.stat().st_size
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "-l", self._log_level, "--without-web"],
+            [*_superintel(), "worker", "-l", self._log_level, "--without-web"],
             env=self._env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -262,3 +262,19 @@ async def test_push_only_venues_are_never_polled(tracker: FillTracker, clock: Fa
     assert venue.queried == [] and tracker.is_tracking(order.client_order_id)
     tracker.forget(order.client_order_id)
     assert tracker.open_count == 0
+
+
+def test_commission_is_split_not_repeated_across_partial_fills() -> None:
+    """Venues report commission cumulatively; each fill must carry only its own share."""
+    order = make_order(quantity=D("1"), state=OrderState.SUBMITTED)
+    first = derive_fill(order, venue_status(order, OrderState.PARTIALLY_FILLED, filled="0.4", avg="100",
+                                            commission="0.04"), known_commission=D(0))
+    assert first is not None and first.commission == D("0.04")
+    moved = order.model_copy(update={"filled_quantity": D("0.4"), "avg_fill_price": D("100")})
+    second = derive_fill(moved, venue_status(order, OrderState.FILLED, filled="1", avg="100",
+                                             commission="0.10"), known_commission=D("0.04"))
+    assert second is not None and second.commission == D("0.06")
+    # first sight after a restart: the share proportional to the quantity
+    unknown = derive_fill(moved, venue_status(order, OrderState.FILLED, filled="1", avg="100",
+                                              commission="0.10"))
+    assert unknown is not None and unknown.commission == D("0.06")

@@ -11,7 +11,7 @@ from adapters.composite import CompositeBrokerAdapter
 from adapters.paper import PaperAdapter
 from execution.breaker import BreakerState, CircuitBreaker
 from execution.fill_tracker import FillTracker
-from execution.ports import BrokerUnavailable, OrderRejected, VenueOrderStatus
+from execution.ports import BrokerUnavailable, OrderRejected, PlacementUnknown, VenueOrderStatus
 from execution.risk import PreTradeLimits
 from execution.router import BrokerRouter
 from execution.service import ExecutionService, ReconcileReport
@@ -515,3 +515,33 @@ async def test_one_failed_health_check_counts_once_while_cached() -> None:
     assert live.health_checks == 1
     assert rig.breaker.consecutive_failures == 1
     assert rig.breaker.state is BreakerState.CLOSED
+
+
+async def test_placement_outcome_unknown_keeps_the_order_at_the_venue_and_reconciles() -> None:
+    """A placement that may have reached the venue is never sent to paper (it could execute
+    twice); the venue is asked again and the answer decides."""
+    live = ScriptedBroker().on_place(PlacementUnknown("response lost"))
+    rig = Rig(live, threshold=5)
+    [order] = await rig.service.handle([crypto(signal_id="lost")])
+
+    assert order.state is OrderState.PENDING and order.broker is Broker.BINANCE
+    assert rig.paper.placed == []
+    assert rig.service.unresolved == {order.client_order_id}
+    assert rig.breaker.consecutive_failures == 1
+    assert any("placement outcome unknown" in e.reason for e in rig.sink.emitted_events)
+
+    # the venue did take it: the retry finds it there, tracks it and emits its fill, no second order
+    live.knows(venue_status(order, OrderState.FILLED, filled="1", avg="101", venue_id="V-1"))
+    await rig.service.retry_unresolved()
+    assert live.place_count == 1 and rig.paper.placed == []
+    assert [(f.quantity, f.price) for f in rig.sink.fills_for(order.client_order_id)] == [(D("1"), D("101"))]
+
+
+async def test_placement_outcome_unknown_and_never_seen_is_placed_once_more_at_the_venue() -> None:
+    live = ScriptedBroker().on_place(PlacementUnknown("connection dropped"))
+    rig = Rig(live, threshold=5)
+    [order] = await rig.service.handle([crypto(signal_id="dropped")])
+    await rig.service.retry_unresolved()  # the venue never saw it: place it again, same client id
+    assert live.placed_ids() == [order.client_order_id, order.client_order_id]
+    assert rig.paper.placed == []
+    assert rig.store.orders[order.client_order_id].state is OrderState.SUBMITTED

@@ -1,0 +1,411 @@
+"""``make bench``: pipeline throughput and latency on the embedded broker, as one table.
+
+Three measurements, each on a freshly started memory-only Tansu (DESIGN.md section 8: it keeps
+every message, so long benches restart it), against the machine's PostgreSQL (a database created
+for the run and dropped after it) and Redis (db 7, flushed first):
+
+1. raw pass-through ceiling: a plain aiokafka consume -> produce loop, topic A -> topic B, over
+   pre-loaded real Signal JSON; rate from the first record consumed to the last one acked.
+2. router agent rate: the real router in a ``superintel worker`` with ``WORKER_ROLES=["router"]``
+   over the same number of pre-loaded signals; rate from the first to the last record on
+   ``orders.*`` (their broker timestamps), read after the worker has committed everything, so the
+   bench's reader takes no CPU from the worker while it runs. Target: >= 0.7x the raw rate.
+3. signal -> fill-on-Redis latency for paper orders: the full worker (all roles, no live venue),
+   signals published at a fixed rate with ``ts`` = send time; latency = arrival on the Redis
+   ``fills`` channel - ``Fill.signal_ts``. Targets at 500/s: p50 <= 15 ms, p99 <= 50 ms.
+
+Numbers, not assertions.
+
+    python -m bench.run [--quick] [--keep-logs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import redis.asyncio as redis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from bench.kafka_hop import PARTITIONS, _produce_paced, percentile
+from schemas import Fill, Signal, TimeInForce
+from streams.settings import Settings
+from streams.signal_mix import SignalMix
+from streams.stack import ManagedProcess, create_topics, start_tansu
+from streams.topics import ALL_TOPICS, ORDER_TOPICS, SIGNALS
+from streams.worker_process import WorkerProcess
+
+ADMIN_DATABASE_URL = os.environ.get("BENCH_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
+#: the raw loop's consumer long-poll: "small", like the tuned worker's
+RAW_FETCH_WAIT_MS = 10
+
+
+@dataclass(frozen=True)
+class Plan:
+    throughput_n: int
+    rates: tuple[tuple[float, float], ...]  # (signals/s, seconds), measured in this order
+    warmup: tuple[float, float]
+
+
+FULL = Plan(throughput_n=20_000, rates=((100.0, 5.0), (500.0, 10.0)), warmup=(100.0, 3.0))
+QUICK = Plan(throughput_n=5_000, rates=((100.0, 3.0), (500.0, 4.0)), warmup=(100.0, 2.0))
+
+
+# --------------------------------------------------------------------------- shared plumbing
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.asynccontextmanager
+async def fresh_tansu(run_dir: Path, topics: list[str]) -> AsyncIterator[str]:
+    """A new memory-only Tansu with ``topics`` created; stopped (and its memory freed) after."""
+    broker: ManagedProcess = await start_tansu(run_dir)
+    try:
+        await create_topics(broker.url, topics, PARTITIONS)
+        yield broker.url
+    finally:
+        await asyncio.to_thread(broker.stop)
+
+
+@contextlib.asynccontextmanager
+async def fresh_database() -> AsyncIterator[str]:
+    """A database created for this run on the machine's PostgreSQL, dropped afterwards."""
+    name = f"si_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(ADMIN_DATABASE_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield urlunsplit(urlsplit(ADMIN_DATABASE_URL)._replace(path=f"/{name}"))
+    finally:
+        admin = await asyncpg.connect(ADMIN_DATABASE_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def running_worker(env: dict[str, str], log_path: Path) -> AsyncIterator[WorkerProcess]:
+    worker = WorkerProcess(env, log_path)
+    worker.start()
+    try:
+        await asyncio.to_thread(worker.wait_ready, 90)
+        yield worker
+    finally:
+        await asyncio.to_thread(worker.stop)
+
+
+def worker_env(bootstrap: str, database_url: str, **extra: str) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP": bootstrap,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": REDIS_URL,
+        "SUPERINTEL_APP_ID": f"si-bench-{uuid.uuid4().hex[:8]}",
+        "TOPIC_PARTITIONS": str(PARTITIONS),
+        "BINANCE_ENABLED": "false",  # no live venue: every order goes to paper
+        **extra,
+    }
+
+
+def signal_messages(n: int, prefix: str) -> list[tuple[bytes, bytes]]:
+    return [(s.symbol.encode(), s.to_bytes()) for s in SignalMix(seed=3, prefix=prefix).take(n)]
+
+
+async def preload(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        for key, value in messages:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+# --------------------------------------------------------------------------- 1. raw pass-through
+
+
+@dataclass
+class Throughput:
+    n: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.n / self.seconds if self.seconds > 0 else float("nan")
+
+
+async def raw_pass_through(run_dir: Path, n: int) -> tuple[Throughput, float]:
+    messages = signal_messages(n, "raw")
+    size = sum(len(v) for _, v in messages) / len(messages)
+    async with fresh_tansu(run_dir, ["bench-a", "bench-b"]) as bootstrap:
+        await preload(bootstrap, "bench-a", messages)
+        consumer = AIOKafkaConsumer(
+            "bench-a", bootstrap_servers=bootstrap, group_id=f"bench-raw-{uuid.uuid4().hex[:6]}",
+            auto_offset_reset="earliest", fetch_max_wait_ms=RAW_FETCH_WAIT_MS,
+            session_timeout_ms=8000, heartbeat_interval_ms=1500,
+        )
+        # acks and linger as the Faust producer of the worker has them (acks=-1, linger 0)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks="all")
+        await consumer.start()
+        await producer.start()
+        try:
+            seen, first = 0, 0.0
+            while seen < n:
+                batch = await consumer.getmany(timeout_ms=1000)
+                for records in batch.values():
+                    if not seen:
+                        first = time.perf_counter()
+                    for record in records:
+                        await producer.send("bench-b", record.value, key=record.key)
+                    seen += len(records)
+            await producer.flush()
+            end = time.perf_counter()
+        finally:
+            await producer.stop()
+            await consumer.stop()
+    return Throughput(n, end - first), size
+
+
+# --------------------------------------------------------------------------- 2. router agent
+
+
+async def committed(bootstrap: str, group: str, topic: str) -> int:
+    """Offsets ``group`` has committed on ``topic``, summed over its partitions (Tansu does not
+    answer the admin client's OffsetFetch, so ask as a consumer of the group that never joins)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        total = 0
+        for partition in range(PARTITIONS):
+            offset = await consumer.committed(TopicPartition(topic, partition))
+            total += offset or 0
+        return total
+    finally:
+        await consumer.stop()
+
+
+async def read_timestamps(bootstrap: str, topics: list[str], n: int, timeout: float = 60.0) -> list[int]:
+    """Broker timestamps (ms) of the first ``n`` records of ``topics``, read from the start."""
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=100)
+    await consumer.start()
+    stamps: list[int] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(stamps) < n and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                stamps.extend(r.timestamp for r in records)
+    finally:
+        await consumer.stop()
+    return stamps
+
+
+async def router_rate(run_dir: Path, n: int) -> Throughput:
+    async with fresh_tansu(run_dir, list(ALL_TOPICS)) as bootstrap:
+        await preload(bootstrap, SIGNALS, signal_messages(n, "router"))
+        env = worker_env(bootstrap, ADMIN_DATABASE_URL, WORKER_ROLES='["router"]')
+        group = Settings(SUPERINTEL_APP_ID=env["SUPERINTEL_APP_ID"], WORKER_ROLES=["router"]).consumer_group()
+        async with running_worker(env, run_dir / "worker-router.log"):
+            deadline = time.monotonic() + 120
+            while await committed(bootstrap, group, SIGNALS) < n:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"router committed {await committed(bootstrap, group, SIGNALS)}/{n}")
+                await asyncio.sleep(0.5)
+        stamps = await read_timestamps(bootstrap, list(ORDER_TOPICS.values()), n)
+    if len(stamps) < n:
+        raise RuntimeError(f"only {len(stamps)}/{n} orders found on orders.*")
+    # n records span n-1 intervals between the first and the last timestamp
+    return Throughput(n - 1, (max(stamps) - min(stamps)) / 1000)
+
+
+# --------------------------------------------------------------------------- 3. fill latency
+
+
+@dataclass
+class FillClock:
+    """Arrival time of every fill on the Redis ``fills`` channel (channels are server-wide, so
+    phases keep only the fills of their own orders)."""
+
+    arrivals: list[tuple[float, bytes]] = field(default_factory=list)
+    _task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        client = redis.from_url(REDIS_URL)
+        pubsub = client.pubsub()
+        await pubsub.subscribe("fills")
+
+        async def pump() -> None:
+            try:
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None and message["type"] == "message":
+                        self.arrivals.append((time.time(), message["data"]))
+            finally:
+                await pubsub.aclose()
+                await client.aclose()
+
+        self._task = asyncio.create_task(pump())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+@dataclass
+class Latency:
+    rate: float
+    sent: int
+    achieved: float
+    expected_fills: int
+    latencies_ms: list[float]
+
+    def p(self, pct: int) -> float:
+        return percentile(self.latencies_ms, pct) if self.latencies_ms else float("nan")
+
+
+async def latency_phase(bootstrap: str, clock: FillClock, rate: float, seconds: float, prefix: str) -> Latency:
+    signals = SignalMix(seed=5, prefix=prefix).take(int(rate * seconds))
+    ids = {s.client_order_id for s in signals}
+    # paper fills every order at once except the IOC limits placed 5% away, which expire
+    expected = sum(1 for s in signals if s.time_in_force is not TimeInForce.IOC)
+
+    def stamped(i: int) -> tuple[bytes | None, bytes]:
+        signal = signals[i].model_copy(update={"ts": datetime.now(UTC)})
+        return signal.symbol.encode(), signal.to_bytes()
+
+    start = len(clock.arrivals)
+    achieved = await _produce_paced(bootstrap, SIGNALS, len(signals), rate, stamped)
+
+    def mine() -> list[tuple[float, Fill]]:
+        """This phase's fills; the channel is server-wide, other runs' messages are skipped."""
+        fills = []
+        for t, raw in clock.arrivals[start:]:
+            try:
+                fill = Fill.model_validate_json(raw)
+            except ValueError:
+                continue
+            if fill.client_order_id in ids:
+                fills.append((t, fill))
+        return fills
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and len(mine()) < expected:
+        await asyncio.sleep(0.25)
+    latencies = [(t - f.signal_ts.timestamp()) * 1000 for t, f in mine() if f.signal_ts is not None]
+    return Latency(rate, len(signals), achieved, expected, latencies)
+
+
+async def fill_latency(run_dir: Path, plan: Plan) -> list[Latency]:
+    async with fresh_tansu(run_dir, list(ALL_TOPICS)) as bootstrap, fresh_database() as database_url:
+        client = redis.from_url(REDIS_URL)
+        await client.flushdb()  # dedupe keys of an earlier run would swallow this run's fills
+        await client.aclose()
+        clock = FillClock()
+        await clock.start()
+        try:
+            async with running_worker(worker_env(bootstrap, database_url), run_dir / "worker-full.log"):
+                warm_rate, warm_seconds = plan.warmup
+                await latency_phase(bootstrap, clock, warm_rate, warm_seconds, "warmup")
+                results = []
+                for rate, seconds in plan.rates:
+                    log(f"latency at {rate:.0f} signals/s for {seconds:.0f} s")
+                    results.append(await latency_phase(bootstrap, clock, rate, seconds, f"lat{rate:.0f}"))
+        finally:
+            await clock.stop()
+    return results
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def environment(settings: Settings) -> str:
+    return "\n".join([
+        f"cores            {os.cpu_count()}",
+        f"python           {platform.python_version()} ({platform.python_implementation()})",
+        f"broker           Tansu (embedded, memory), restarted per section; {PARTITIONS} partitions",
+        f"fetch wait       KAFKA_FETCH_MAX_WAIT_MS={settings.fetch_max_wait_ms} (raw loop: {RAW_FETCH_WAIT_MS})",
+        f"batching         AGENT_BATCH_WINDOW={settings.batch_window * 1000:g} ms, "
+        f"AGENT_BATCH_MAX={settings.batch_max}",
+    ])
+
+
+def table(raw: Throughput, size: float, router: Throughput, latencies: list[Latency]) -> str:
+    ratio = router.rate / raw.rate
+    rows: list[tuple[str, str, str, str]] = [
+        (f"1. raw pass-through (aiokafka, {raw.n} x {size:.0f} B)", f"{raw.rate:,.0f} msg/s", "ceiling", ""),
+        (f"2. router agent (worker, {router.n + 1} signals)", f"{router.rate:,.0f} msg/s = {ratio:.2f}x raw",
+         ">= 0.70x raw", _ok(ratio >= 0.7)),
+    ]
+    for lat in latencies:
+        at = f"{lat.rate:.0f}/s"
+        got = f"{len(lat.latencies_ms)}/{lat.expected_fills} fills, sent at {lat.achieved:.0f}/s"
+        rows.append((f"3. signal->fill on Redis @ {at}", got, "", ""))
+        check = lat.rate >= 500
+        rows.append(("     p50", f"{lat.p(50):.1f} ms", "<= 15 ms" if check else "", _ok(lat.p(50) <= 15) if check else ""))
+        rows.append(("     p99", f"{lat.p(99):.1f} ms", "<= 50 ms" if check else "", _ok(lat.p(99) <= 50) if check else ""))
+        rows.append(("     max", f"{max(lat.latencies_ms, default=float('nan')):.1f} ms", "", ""))
+    header = ("measurement", "measured", "target", "")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+
+    def line(r: tuple[str, ...]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+
+    rule = "-" * len(line(tuple("x" * w for w in widths)))
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
+def _ok(passed: bool) -> str:
+    return "ok" if passed else "MISSED"
+
+
+async def run(plan: Plan, run_dir: Path) -> str:
+    started = time.monotonic()
+    log(f"1/3 raw pass-through, {plan.throughput_n} messages (logs in {run_dir})")
+    raw, size = await raw_pass_through(run_dir, plan.throughput_n)
+    log(f"    {raw.rate:,.0f} msg/s; 2/3 router agent")
+    router = await router_rate(run_dir, plan.throughput_n)
+    log(f"    {router.rate:,.0f} msg/s; 3/3 signal -> fill latency")
+    latencies = await fill_latency(run_dir, plan)
+    log(f"done in {time.monotonic() - started:.0f} s")
+    return environment(Settings()) + "\n\n" + table(raw, size, router, latencies)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer messages and shorter phases")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the broker/worker logs")
+    args = parser.parse_args(argv)
+    run_dir = Path(tempfile.mkdtemp(prefix="si-bench-"))
+    try:
+        print(asyncio.run(run(QUICK if args.quick else FULL, run_dir)))
+    finally:
+        if args.keep_logs:
+            log(f"logs kept in {run_dir}")
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
