@@ -42,7 +42,7 @@ import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.kafka_hop import PARTITIONS, _produce_paced, percentile
-from schemas import Fill, Signal, TimeInForce
+from schemas import Fill, TimeInForce
 from streams.settings import Settings
 from streams.signal_mix import SignalMix
 from streams.stack import ManagedProcess, create_topics, start_tansu

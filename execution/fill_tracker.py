@@ -48,9 +48,11 @@ def derive_fill(order: Order, status: VenueOrderStatus, known_commission: Decima
     price = (cost_delta / delta).quantize(PRICE_PLACES).normalize()
     if price <= 0:
         price = status.avg_fill_price
-    venue_id = status.venue_order_id or order.client_order_id
     return Fill(
-        exec_id=f"{order.broker}-{venue_id}-{status.filled_quantity.normalize():f}",
+        # Our client order id, not the venue's order id: venue ids are unique only per symbol
+        # (Binance) or per session (a restarted simulator, a reset paper account), and a
+        # colliding exec id would be dropped downstream as a duplicate.
+        exec_id=f"{order.broker}-{order.client_order_id}-{status.filled_quantity.normalize():f}",
         cumulative_quantity=status.filled_quantity,
         client_order_id=order.client_order_id,
         venue_order_id=status.venue_order_id,

@@ -51,6 +51,9 @@ class ExecutionApp(faust.App):
 
 def build_app(settings: Settings | None = None, **overrides: Any) -> ExecutionApp:
     settings = settings or get_settings()
+    if settings.event_loop == "uvloop":
+        import mode.loop
+        mode.loop.use("uvloop")
     transport.FETCH_MAX_WAIT_MS = settings.fetch_max_wait_ms
     app = ExecutionApp(
         settings.consumer_group(),

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     batch_max: int = Field(500, alias="AGENT_BATCH_MAX")
     batch_window: float = Field(0.002, alias="AGENT_BATCH_WINDOW")
     web_port: int = Field(6066, alias="SUPERINTEL_WEB_PORT")
+    event_loop: str = Field("aio", alias="SUPERINTEL_EVENT_LOOP")
 
     force_paper_trading: bool = Field(False, alias="FORCE_PAPER_TRADING")
     #: what this worker runs: any of router, executors, fills (per-role scaling)

@@ -28,9 +28,13 @@ PARTITIONS = 4
 
 @dataclass
 class FillSubscriber:
-    """Collects every fill PUBLISHed on the ``fills`` channel while it runs."""
+    """Collects the fills of ``orders`` PUBLISHed on the ``fills`` channel while it runs.
+
+    Pub/sub is server-wide (db numbers don't apply), so anything else publishing on this Redis
+    is filtered out by client order id."""
 
     url: str
+    orders: set[str]
     fills: list[Fill] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
 
@@ -45,7 +49,9 @@ class FillSubscriber:
                 ready.set()
                 async for message in pubsub.listen():
                     if message["type"] == "message":
-                        self.fills.append(Fill.model_validate_json(message["data"]))
+                        fill = Fill.model_validate_json(message["data"])
+                        if fill.client_order_id in self.orders:
+                            self.fills.append(fill)
             finally:
                 await pubsub.aclose()
                 await client.aclose()

@@ -63,7 +63,7 @@ async def assert_books_balance(pipe: Pipeline) -> None:
 async def test_mixed_stream_with_malformed_messages(database_url: str, tmp_path: Path) -> None:
     signals = SignalMix(seed=11, prefix="e2e").take(1000)
     async with pipeline(database_url, "redis://127.0.0.1:6379/6", tmp_path) as pipe:
-        subscriber = FillSubscriber(pipe.redis_url)
+        subscriber = FillSubscriber(pipe.redis_url, {s.client_order_id for s in signals})
         await subscriber.start()
         try:
             await pipe.ready_worker()
@@ -132,7 +132,7 @@ async def test_duplicate_signal_yields_one_order_one_fill(database_url: str, tmp
 async def test_worker_killed_mid_stream_loses_and_duplicates_nothing(database_url: str, tmp_path: Path) -> None:
     signals = SignalMix(seed=5, prefix="crash").take(1200)
     async with pipeline(database_url, "redis://127.0.0.1:6379/6", tmp_path) as pipe:
-        subscriber = FillSubscriber(pipe.redis_url)
+        subscriber = FillSubscriber(pipe.redis_url, {s.client_order_id for s in signals})
         await subscriber.start()
         try:
             first = await pipe.ready_worker()

@@ -39,7 +39,7 @@ def test_first_partial_fill() -> None:
                                            venue_id="V-1", commission="0.01"))
     assert fill is not None
     assert (fill.quantity, fill.price, fill.cumulative_quantity) == (D("0.3"), D("100"), D("0.3"))
-    assert fill.exec_id == "binance-V-1-0.3"
+    assert fill.exec_id == f"binance-{order.client_order_id}-0.3"
     assert (fill.client_order_id, fill.venue_order_id, fill.broker, fill.symbol, fill.side) == (
         order.client_order_id, "V-1", Broker.BINANCE, "BTC-USDT", order.side)
     assert fill.commission == D("0.01")
@@ -58,7 +58,7 @@ def test_second_fill_price_makes_the_vwap_match() -> None:
     assert fill.price == D("101.428571428571")
     vwap = (D("0.3") * D("100") + fill.quantity * fill.price) / fill.cumulative_quantity
     assert abs(vwap - D("101")) <= PRICE_PLACES  # 710/7 has no finite decimal; exact to 12 places
-    assert fill.exec_id == "binance-V-1-1"
+    assert fill.exec_id == f"binance-{order.client_order_id}-1"
 
 
 def test_second_fill_vwap_is_exact_when_representable() -> None:
@@ -88,12 +88,13 @@ def test_exec_id_is_deterministic_and_depends_on_the_watermark() -> None:
     status = venue_status(order, OrderState.PARTIALLY_FILLED, filled="0.50", avg="100", venue_id="V-1")
     first, again = derive_fill(order, status), derive_fill(order, status)
     assert first is not None and again is not None
-    assert first.exec_id == again.exec_id == "binance-V-1-0.5"
+    assert first.exec_id == again.exec_id == f"binance-{order.client_order_id}-0.5"
     other = derive_fill(order, venue_status(order, OrderState.FILLED, filled="1", avg="100", venue_id="V-1"))
-    assert other is not None and other.exec_id == "binance-V-1-1"
-    # no venue id: the client order id stands in
-    bare = derive_fill(order, venue_status(order, OrderState.FILLED, filled="100", avg="1", venue_id=""))
-    assert bare is not None and bare.exec_id == f"binance-{order.client_order_id}-100"
+    assert other is not None and other.exec_id == f"binance-{order.client_order_id}-1"
+    # venue order ids repeat (per symbol, per session): the id never depends on them
+    other_venue_id = derive_fill(order, venue_status(order, OrderState.PARTIALLY_FILLED, filled="0.5", avg="100",
+                                                     venue_id="V-2"))
+    assert other_venue_id is not None and other_venue_id.exec_id == first.exec_id
 
 
 # --- FillTracker ---------------------------------------------------------------------------------
@@ -169,7 +170,7 @@ async def test_polling_emits_fills_and_stops_at_terminal_state(
 
     clock.advance(3)
     assert await tracker.poll_due() == 1
-    assert [f.exec_id for f in sink.emitted_fills] == ["binance-V-1-0.3", "binance-V-1-1"]
+    assert [f.exec_id for f in sink.emitted_fills] == [f"binance-{order.client_order_id}-0.3", f"binance-{order.client_order_id}-1"]
     assert sink.emitted_fills[1].quantity == D("0.7")
     assert sum(f.quantity for f in sink.emitted_fills) == order.quantity
     assert not tracker.is_tracking(order.client_order_id)

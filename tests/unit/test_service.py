@@ -114,7 +114,7 @@ async def test_paper_market_order_happy_path() -> None:
     [fill] = rig.sink.emitted_fills
     assert (fill.client_order_id, fill.broker, fill.quantity, fill.cumulative_quantity, fill.price) == (
         cid, Broker.PAPER, D("2"), D("2"), D("100.1"))
-    assert fill.exec_id == f"paper-P{cid}-2"
+    assert fill.exec_id == f"paper-{cid}-2"
     assert rig.sink.states_for(cid) == [OrderState.SUBMITTED, OrderState.FILLED]
 
     assert order.state is OrderState.FILLED
