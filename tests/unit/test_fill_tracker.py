@@ -170,7 +170,8 @@ async def test_polling_emits_fills_and_stops_at_terminal_state(
 
     clock.advance(3)
     assert await tracker.poll_due() == 1
-    assert [f.exec_id for f in sink.emitted_fills] == [f"binance-{order.client_order_id}-0.3", f"binance-{order.client_order_id}-1"]
+    cid = order.client_order_id
+    assert [f.exec_id for f in sink.emitted_fills] == [f"binance-{cid}-0.3", f"binance-{cid}-1"]
     assert sink.emitted_fills[1].quantity == D("0.7")
     assert sum(f.quantity for f in sink.emitted_fills) == order.quantity
     assert not tracker.is_tracking(order.client_order_id)
