@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from execution.ports import MarketDataPort, OrderRejected, VenueOrderStatus
-from schemas import Broker, Order, OrderState, OrderType, Side, TimeInForce
+from schemas import AssetClass, Broker, Order, OrderState, OrderType, Side, TimeInForce
 
 PRICE_PLACES = Decimal("1e-10")
 log = logging.getLogger(__name__)
@@ -59,11 +59,15 @@ class PaperAdapter:
         slippage: SlippageModel | None = None,
         market_data: MarketDataPort | None = None,
         *,
+        market_data_classes: frozenset[AssetClass] | None = None,
         poll_interval: float = 1.0,
         remember: int = 100_000,
     ) -> None:
         self.slippage = slippage or SlippageModel()
         self._market_data = market_data
+        #: asset classes the data venue lists (None = ask for every order): an equity must not
+        #: cost a doomed round trip to a crypto exchange
+        self._market_data_classes = market_data_classes
         #: resting orders are re-checked on each poll; without market data nothing can move them
         self.poll_interval: float | None = poll_interval if market_data is not None else None
         self._orders: OrderedDict[str, VenueOrderStatus] = OrderedDict()
@@ -120,7 +124,8 @@ class PaperAdapter:
 
     async def _mid(self, order: Order) -> Decimal | None:
         """Live market data when there is some; the strategy's reference price otherwise."""
-        if self._market_data is not None:
+        if self._market_data is not None and (
+                self._market_data_classes is None or order.asset_class in self._market_data_classes):
             try:
                 quote = await self._market_data.quote(order.symbol)
             except Exception as exc:  # a symbol the data venue doesn't list, or it is down

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from adapters.composite import CompositeBrokerAdapter
 from adapters.paper import PaperAdapter, SlippageModel
@@ -23,7 +23,7 @@ from execution.ports import BrokerPort, ExecutionEvents, MarketDataPort
 from execution.risk import PreTradeLimits
 from execution.router import BrokerRouter
 from execution.service import ExecutionService
-from schemas import Broker
+from schemas import AssetClass, Broker
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -103,8 +103,13 @@ class Runtime:
             return self._services[broker]
         store = await self.store()
         live = (await self.live_adapters()).get(broker)
-        market_data = _market_data(await self.live_adapters())
-        paper = PaperAdapter(SlippageModel(self.settings.paper_slippage), market_data)
+        live_adapters = await self.live_adapters()
+        binance = live_adapters.get(Broker.BINANCE)
+        paper = PaperAdapter(
+            SlippageModel(self.settings.paper_slippage),
+            cast(MarketDataPort, binance) if binance is not None else None,  # BinanceAdapter quotes
+            market_data_classes=frozenset({AssetClass.CRYPTO}),
+        )
         breaker = CircuitBreaker(
             str(broker),
             failure_threshold=self.settings.breaker_failure_threshold,
@@ -132,13 +137,6 @@ class Runtime:
                 await closer()
             except Exception:
                 log.exception("closing a runtime resource failed")
-
-
-def _market_data(live: dict[Broker, BrokerPort]) -> MarketDataPort | None:
-    for adapter in live.values():
-        if hasattr(adapter, "quote"):
-            return adapter  # type: ignore[return-value]
-    return None
 
 
 def _log_breaker(name: str, state: BreakerState, reason: str) -> None:

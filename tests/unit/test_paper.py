@@ -9,7 +9,7 @@ import pytest
 
 from adapters.paper import PaperAdapter, SlippageModel, marketable
 from execution.ports import BrokerPort, OrderRejected, Quote
-from schemas import Broker, Order, OrderState, OrderType, Side
+from schemas import AssetClass, Broker, Order, OrderState, OrderType, Side
 from tests.unit.fakes import FakeMarketData, make_order
 
 D = Decimal
@@ -273,3 +273,12 @@ async def test_health_connect_close() -> None:
     await adapter.connect()
     assert await adapter.health_check() is True
     await adapter.close()
+
+
+async def test_market_data_is_only_asked_for_the_classes_it_lists() -> None:
+    data = FakeMarketData()
+    data.set_mid("SPY", "999")  # would win if asked: it must not be asked for an equity
+    adapter = PaperAdapter(market_data=data, market_data_classes=frozenset({AssetClass.CRYPTO}))
+    status = await adapter.place(paper_order(symbol="SPY", asset_class=AssetClass.EQUITY, reference_price=D("100")))
+    assert status.avg_fill_price == D("100.1")
+    assert data.asked == []

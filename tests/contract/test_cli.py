@@ -1,0 +1,99 @@
+"""The ``superintel`` command line as a user runs it: real subprocesses, real broker, real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+
+from schemas import Signal
+from schemas.export import WIRE_MODELS
+from streams.stack import create_topics, free_port
+from streams.topics import SIGNALS
+
+SUPERINTEL = str(Path(sys.executable).with_name("superintel"))
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SUPERINTEL, *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})}, check=False)
+
+
+def test_schema_export_writes_one_valid_json_schema_per_wire_model(tmp_path: Path) -> None:
+    result = run("schema", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == sorted(f"{m.__name__}.schema.json" for m in WIRE_MODELS)
+    signal = json.loads((tmp_path / "Signal.schema.json").read_text())
+    assert set(signal["required"]) == {"signal_id", "symbol", "side", "quantity"}
+    assert signal["additionalProperties"] is False
+    assert set(signal["properties"]) == set(Signal.model_fields)
+    assert signal["properties"]["side"] == {"$ref": "#/$defs/Side"}
+    assert signal["$defs"]["Side"]["enum"] == ["BUY", "SELL"]
+
+
+async def test_signal_send_publishes_a_valid_signal_keyed_by_symbol(kafka_bootstrap: str) -> None:
+    await create_topics(kafka_bootstrap, [SIGNALS], 4)
+    signal_id = f"cli-{time.time_ns()}"
+    result = await asyncio.to_thread(
+        run, "signal", "send", "eth-usdt", "sell", "0.25", "--type", "limit", "--limit", "3010.5",
+        "--tif", "gtc", "--id", signal_id, env={"KAFKA_BOOTSTRAP": kafka_bootstrap})
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["published"] == signal_id
+
+    consumer = AIOKafkaConsumer(SIGNALS, bootstrap_servers=kafka_bootstrap, group_id=None,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=100)
+    await consumer.start()
+    try:
+        found = None
+        deadline = time.monotonic() + 20
+        while found is None and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    if signal_id.encode() in (record.value or b""):
+                        found = record
+    finally:
+        await consumer.stop()
+    assert found is not None
+    sent = Signal.model_validate_json(found.value)
+    assert found.key == b"ETH-USDT"
+    assert (sent.symbol, sent.side, str(sent.quantity), sent.order_type, str(sent.limit_price),
+            sent.time_in_force) == ("ETH-USDT", "SELL", "0.25", "LIMIT", "3010.5", "GTC")
+    assert printed["client_order_id"] == sent.client_order_id
+
+
+def test_signal_send_refuses_an_invalid_signal_before_publishing() -> None:
+    result = run("signal", "send", "BTC-USDT", "buy", "-1", env={"KAFKA_BOOTSTRAP": "127.0.0.1:1"})
+    assert result.returncode != 0
+    assert "greater than 0" in result.stderr
+
+
+def test_venue_binance_runs_standalone_and_speaks_binance() -> None:
+    port = free_port()
+    proc = subprocess.Popen([SUPERINTEL, "venue", "binance", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                info = httpx.get(f"http://127.0.0.1:{port}/api/v3/exchangeInfo", timeout=1).json()
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "simulator did not come up"
+                time.sleep(0.2)
+        assert {"BTCUSDT", "ETHUSDT", "SOLUSDT"} <= {s["symbol"] for s in info["symbols"]}
+        server_time = httpx.get(f"http://127.0.0.1:{port}/api/v3/time", timeout=2).json()["serverTime"]
+        assert abs(server_time - time.time() * 1000) < 5000
+        unsigned = httpx.post(f"http://127.0.0.1:{port}/api/v3/order", timeout=2)
+        assert unsigned.status_code in (400, 401)
+    finally:
+        proc.terminate()
+        proc.wait(10)
