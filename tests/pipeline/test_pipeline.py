@@ -6,6 +6,7 @@ user would check: the orders table, fills, positions, the Redis feed and the dea
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter, defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -176,3 +177,40 @@ async def test_force_paper_trading_routes_live_class_to_paper(database_url: str,
         assert all(o["reason"] == "FORCE_PAPER_TRADING=true" for o in orders)
         assert {o["rerouted_from"] for o in orders} == {"ibkr", "mt4", "binance"}
         assert {o["state"] for o in orders} == {"FILLED"}
+
+
+async def test_per_broker_scaling_core_and_two_paper_executors(database_url: str, tmp_path: Path) -> None:
+    """The production layout: one core worker (router + fills) and N executor workers per broker,
+    each shape in its own consumer group; the executors split the broker topic's partitions."""
+    signals = [s for s in SignalMix(seed=21, prefix="scale").take(400)]
+    async with pipeline(database_url, "redis://127.0.0.1:6379/6", tmp_path) as pipe:
+        executors = {"WORKER_ROLES": '["executors"]', "WORKER_BROKERS": '["paper","ibkr","mt4","binance"]'}
+        first = pipe.start_worker(**executors)
+        second = pipe.start_worker(**executors)
+        await pipe.ready_worker(WORKER_ROLES='["router","fills"]')
+        for worker in (first, second):
+            await asyncio.to_thread(worker.wait_ready, 90)
+        await pipe.publish(signals)
+        await wait_all_terminal(pipe, signals)
+
+        orders = await pipe.sql("SELECT client_order_id FROM orders")
+        assert sorted(o["client_order_id"] for o in orders) == sorted(s.client_order_id for s in signals)
+        fills = await pipe.sql("SELECT client_order_id, count(*) AS n FROM fills GROUP BY 1")
+        assert all(f["n"] == 1 for f in fills)
+        await assert_books_balance(pipe)
+        owned = [assigned_partitions(worker.tail(2000), "orders.paper") for worker in (first, second)]
+        assert owned[0] and owned[1] and not owned[0] & owned[1], owned  # split, no overlap
+        assert owned[0] | owned[1] == set(range(4))
+
+
+def assigned_partitions(log: str, topic: str) -> set[int]:
+    """The partitions of ``topic`` in the worker's last Faust assignment table (``{0, 2}``, ``{0-3}``)."""
+    rows = [line for line in log.splitlines() if f"| {topic} " in line and "{" in line]
+    if not rows:
+        return set()
+    spec = rows[-1].split("{", 1)[1].split("}", 1)[0]
+    parts: set[int] = set()
+    for item in spec.split(","):
+        low, _, high = item.strip().partition("-")
+        parts.update(range(int(low), int(high or low) + 1))
+    return parts
