@@ -164,8 +164,17 @@ def _arrays(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     return [[_db_value(value) for value in column] for column in zip(*rows, strict=True)]
 
 
-_INSERT_ORDERS = _insert_sql(
-    "orders", ORDER_COLUMNS, "ON CONFLICT (client_order_id) DO NOTHING RETURNING client_order_id"
+_INSERT_ORDERS = (
+    # One statement (so one round trip, atomic without BEGIN/COMMIT): the new orders and, for
+    # exactly those that were new, their first audit event. Step 2 sits on the hot path.
+    "WITH inserted AS ("
+    + _insert_sql("orders", ORDER_COLUMNS,
+                  "ON CONFLICT (client_order_id) DO NOTHING "
+                  "RETURNING client_order_id, updated_at, state, reason, broker, symbol")
+    + "), events AS (INSERT INTO order_events (client_order_id, ts, state, previous_state, reason, broker, symbol) "
+    "SELECT client_order_id, updated_at, state, NULL, reason, broker, symbol FROM inserted "
+    "ORDER BY client_order_id) "
+    "SELECT client_order_id FROM inserted"
 )
 _INSERT_EVENTS = _insert_sql("order_events", EVENT_COLUMNS)
 _INSERT_FILLS = _insert_sql("fills", FILL_COLUMNS)
@@ -402,6 +411,14 @@ class _Applied:
 # --------------------------------------------------------------------------------------------
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool release hook: skip asyncpg's reset query (one more round trip per use). The store
+    leaves no session state behind (no SET, LISTEN or cursors; the migration lock is released
+    in a ``finally``); only a transaction left open by a failure is rolled back here."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 class TimescaleStore:
     """``OrderStore`` + ``FillStore`` on TimescaleDB or plain PostgreSQL, over an asyncpg pool."""
 
@@ -429,6 +446,7 @@ class TimescaleStore:
                 min_size=self._min_pool_size,
                 max_size=self._max_pool_size,
                 command_timeout=self._command_timeout,
+                reset=_keep_session,
             )
         await self.migrate()
 
@@ -477,14 +495,15 @@ class TimescaleStore:
             for order in sorted(unique, key=lambda o: o.client_order_id)
         ]
 
-        async def work(conn: asyncpg.Connection) -> set[str]:
-            inserted_rows = await conn.fetch(_INSERT_ORDERS, *_arrays(rows, len(ORDER_COLUMNS)))
-            inserted = {row["client_order_id"] for row in inserted_rows}
-            events = [OrderEvent.of(order, None) for order in unique if order.client_order_id in inserted]
-            await self._insert_events(conn, events)
-            return inserted
-
-        return await self._transaction("insert_orders", work)
+        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+            try:
+                inserted_rows = await self.pool.fetch(_INSERT_ORDERS, *_arrays(rows, len(ORDER_COLUMNS)))
+                return {row["client_order_id"] for row in inserted_rows}
+            except asyncpg.DeadlockDetectedError as exc:
+                if attempt == TRANSACTION_ATTEMPTS:
+                    raise
+                log.warning("insert_orders attempt %d rolled back (%s); retrying", attempt, exc)
+        raise AssertionError("unreachable")
 
     async def get_orders(self, client_order_ids: Sequence[str]) -> dict[str, Order]:
         if not client_order_ids:

@@ -18,6 +18,7 @@ from faust.types import StreamT
 
 from agents.batches import batches, process_batch
 from agents.dead_letters import DeadLetters
+from agents.publish import Publisher
 from execution.service import ExecutionService
 from schemas import Broker, Fill, OrderEvent, OrderRequest
 
@@ -31,17 +32,16 @@ class TopicEvents:
     """ExecutionEvents onto Kafka: fills keyed by symbol, order events by client order id."""
 
     def __init__(self, app: ExecutionApp) -> None:
-        self._app = app
+        self._fills = Publisher(app, app.streams.fills)
+        self._order_events = Publisher(app, app.streams.order_events)
 
     async def fills(self, fills: Sequence[Fill]) -> None:
-        topic = self._app.streams.fills
         for fill in fills:
-            await topic.send(key=fill.symbol.encode(), value=fill.to_bytes())
+            await self._fills.send(fill.symbol.encode(), fill.to_bytes())
 
     async def order_events(self, events: Sequence[OrderEvent]) -> None:
-        topic = self._app.streams.order_events
         for event in events:
-            await topic.send(key=event.client_order_id.encode(), value=event.to_bytes())
+            await self._order_events.send(event.client_order_id.encode(), event.to_bytes())
 
 
 def register(app: ExecutionApp, broker: Broker) -> None:

@@ -1,8 +1,9 @@
 """Router agent: ``signals`` -> ``orders.<broker>``, by the BrokerRouter's fixed rules.
 
 Pure CPU per message (validate, map, route, produce), so it processes event by event: batching
-would only add latency. Produces are not awaited for delivery one by one; Faust flushes the
-producer before it commits the consumed offsets, which keeps at-least-once intact.
+would only add latency. Produces go straight to the app's producer (``agents.publish``) and are
+not awaited for delivery one by one; Faust flushes the producer before it commits the consumed
+offsets, which keeps at-least-once intact.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from faust.types import StreamT
 from pydantic import ValidationError
 
 from agents.dead_letters import DeadLetters, describe
+from agents.publish import Publisher
 from execution.mapper import UnknownSymbol
 from schemas import Signal
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 def register(app: ExecutionApp) -> None:
     router = app.runtime.router()
     dead = DeadLetters(app.streams.dlq, "router")
-    orders = app.streams.orders
+    orders = {broker: Publisher(app, topic) for broker, topic in app.streams.orders.items()}
 
     @app.agent(app.streams.signals, name="router")
     async def route(stream: StreamT[bytes]) -> None:
@@ -33,4 +35,4 @@ def register(app: ExecutionApp) -> None:
             except (ValidationError, UnknownSymbol) as exc:
                 await dead.send(event, describe(exc))
                 continue
-            await orders[request.broker].send(key=request.symbol.encode(), value=request.to_bytes())
+            await orders[request.broker].send(request.symbol.encode(), request.to_bytes())
