@@ -35,12 +35,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from adapters.timescale import scratch_database
 from bench.kafka_hop import PARTITIONS, _produce_paced, percentile
 from execution.router import BrokerRouter
 from schemas import Fill, Signal, TimeInForce
@@ -83,23 +83,9 @@ async def fresh_tansu(run_dir: Path, topics: list[str]) -> AsyncIterator[str]:
         await asyncio.to_thread(broker.stop)
 
 
-@contextlib.asynccontextmanager
-async def fresh_database() -> AsyncIterator[str]:
+def fresh_database() -> contextlib.AbstractAsyncContextManager[str]:
     """A database created for this run on the machine's PostgreSQL, dropped afterwards."""
-    name = f"si_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_DATABASE_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield urlunsplit(urlsplit(ADMIN_DATABASE_URL)._replace(path=f"/{name}"))
-    finally:
-        admin = await asyncpg.connect(ADMIN_DATABASE_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    return scratch_database(ADMIN_DATABASE_URL, "si_bench")
 
 
 @contextlib.asynccontextmanager
