@@ -75,6 +75,9 @@ async def test_crypto_trades_on_binance_and_the_rest_on_paper(database_url: str,
         await assert_books_balance(pipe)
         on_redis = {f.exec_id for f in subscriber.fills if f.broker == "binance"}
         assert on_redis == {f["exec_id"] for f in fills}
+        for worker in pipe.workers:  # the worker logs at INFO with the adapter live: no secret in it
+            log_text = worker.log_path.read_text(errors="replace")
+            assert "binance" in log_text and SIM_API_SECRET not in log_text
 
 
 async def test_fills_made_while_the_worker_is_down_are_recovered_once(database_url: str, tmp_path: Path,
