@@ -124,6 +124,7 @@ class BinanceConfig:
             "poll_interval": settings.poll_interval,
             "recv_window_ms": settings.recv_window_ms,
             "timeout_ms": settings.timeout_ms,
+            "rate_limit_ms": getattr(settings, "rate_limit_ms", None),
         }
         return cls(**{**values, **overrides})
 

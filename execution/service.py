@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 _UNREACHABLE = object()
 
 
-def _rejection(order: Order, exc: OrderRejected) -> str:
-    reason = f"{order.broker}: {exc}"
+def _explain(order: Order, reason: str) -> str:
+    """A final reason that keeps the reroute that led there (why this order was on paper at all)."""
     return f"{reason} (after reroute from {order.rerouted_from}: {order.reason})" if order.rerouted_from else reason
 
 
@@ -171,7 +171,7 @@ class ExecutionService:
             placement = await self.broker.place(order, gateway, reason)          # step 4
         except OrderRejected as exc:
             rejected = exc.order or order  # the rerouted order, when paper refused it
-            return outcome.transition(rejected, OrderState.REJECTED, _rejection(rejected, exc))
+            return outcome.transition(rejected, OrderState.REJECTED, _explain(rejected, f"{rejected.broker}: {exc}"))
         except PlacementUnknown as exc:
             # It may be working at the venue: keep it there (PENDING), ask again until it can tell.
             self.unresolved.add(order.client_order_id)
@@ -184,7 +184,7 @@ class ExecutionService:
         placed, status = placement.order, placement.status
         if status.state in (OrderState.REJECTED, OrderState.CANCELLED, OrderState.EXPIRED) \
                 and status.filled_quantity == 0:
-            return outcome.transition(placed, status.state, status.reason or f"venue: {status.state}",
+            return outcome.transition(placed, status.state, _explain(placed, status.reason or f"venue: {status.state}"),
                                       venue_order_id=status.venue_order_id)
         if placed.state is OrderState.PENDING:
             submitted = outcome.transition(placed, OrderState.SUBMITTED, placed.reason,

@@ -72,7 +72,7 @@ def cmd_stack() -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from streams.demo import run_demo
 
-    return run_demo(signals=args.signals, rate=args.rate, malformed=args.malformed)
+    return run_demo(signals=args.signals, rate=args.rate, malformed=args.malformed, outage=args.outage)
 
 
 def cmd_venue(args: argparse.Namespace) -> int:
@@ -114,6 +114,8 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--signals", type=int, default=300)
     demo.add_argument("--rate", type=float, default=100.0, help="signals per second")
     demo.add_argument("--malformed", type=int, default=5)
+    demo.add_argument("--outage", type=float, default=3.0,
+                      help="seconds of simulated Binance outage a third of the way in (0: none)")
     venue = sub.add_parser("venue", help="run a venue simulator standalone")
     venue.add_argument("venue", choices=["binance"])
     venue.add_argument("--port", type=int, default=8010)

@@ -50,11 +50,11 @@ class Progress:
         return sum(n for s, n in self.states.items() if s in TERMINAL)
 
 
-def run_demo(signals: int = 300, rate: float = 100.0, malformed: int = 5) -> int:
-    return asyncio.run(_demo(signals, rate, min(malformed, len(MALFORMED))))
+def run_demo(signals: int = 300, rate: float = 100.0, malformed: int = 5, outage: float = 3.0) -> int:
+    return asyncio.run(_demo(signals, rate, min(malformed, len(MALFORMED)), outage))
 
 
-async def _demo(n_signals: int, rate: float, n_malformed: int) -> int:
+async def _demo(n_signals: int, rate: float, n_malformed: int, outage: float) -> int:
     console = Console()
     run_id = uuid.uuid4().hex[:6]
     started_at = datetime.now(UTC)
@@ -70,7 +70,11 @@ async def _demo(n_signals: int, rate: float, n_malformed: int) -> int:
             console.print(line)
 
         run_dir = stack.run_dir
-        worker = WorkerProcess({**stack.env(), **venues.env()}, run_dir / f"demo-worker-{run_id}.log")
+        # a twitchy breaker with a short cooldown, so the demo's outage shows it open and recover
+        worker_env = {**stack.env(), **venues.env(),
+                      "BREAKER_FAILURE_THRESHOLD": os.environ.get("BREAKER_FAILURE_THRESHOLD", "2"),
+                      "BREAKER_COOLDOWN": os.environ.get("BREAKER_COOLDOWN", "3")}
+        worker = WorkerProcess(worker_env, run_dir / f"demo-worker-{run_id}.log")
         stack_ctx.callback(worker.stop)
         with console.status("starting the worker (joining the consumer group)..."):
             worker.start()
@@ -86,6 +90,8 @@ async def _demo(n_signals: int, rate: float, n_malformed: int) -> int:
         ]
         await asyncio.sleep(0.2)
         producer = asyncio.create_task(_produce(stack.kafka_bootstrap, signals, n_malformed, rate, progress))
+        if outage > 0 and venues.can_fail:
+            watchers.append(asyncio.create_task(_outage(console, venues, n_signals / rate / 3, outage)))
         deadline = time.monotonic() + max(60.0, n_signals / rate * 3 + 30)
         last, stable_since = None, time.monotonic()
         with Live(console=console, refresh_per_second=4) as live:
@@ -104,10 +110,21 @@ async def _demo(n_signals: int, rate: float, n_malformed: int) -> int:
             task.cancel()
         await producer
         console.print(await _summary(pool, run_id, progress, n_signals, n_malformed))
+        breaker_lines = [line.split("[WARNING] ", 1)[-1] for line in worker.tail(5000).splitlines()
+                         if "BREAKER" in line]
+        if breaker_lines:
+            console.print("[bold]circuit breaker (from the worker log)[/]\n" + "\n".join(breaker_lines))
         ok = _settled(progress, n_signals, n_malformed)
         console.rule("[green]done[/]" if ok else "[red]incomplete: see the worker log[/]")
         return 0 if ok else 1
     return 1
+
+
+async def _outage(console: Console, venues: EmbeddedVenues, after: float, seconds: float) -> None:
+    await asyncio.sleep(after)
+    console.log(f"[yellow]injecting a {seconds:g} s Binance outage (every request answers HTTP 503)[/]")
+    await venues.binance_outage(seconds)
+    console.log("[green]Binance simulator answering again[/]")
 
 
 def _settled(p: Progress, n_signals: int, n_malformed: int) -> bool:
@@ -233,13 +250,23 @@ async def _summary(pool: asyncpg.Pool, run_id: str, p: Progress, n_signals: int,
         positions.add_row(r["broker"], r["symbol"], _num(r["quantity"]), _num(r["avg_price"]),
                           _num(r["realized_pnl"]))
 
+    rerouted = Table(title="live-venue orders moved to paper, by reason")
+    for col in ("routed for", "reason", "orders"):
+        rerouted.add_column(col)
+    for r in await pool.fetch(
+            "SELECT rerouted_from, regexp_replace(reason, 'si[0-9a-f]{24}', '<order>', 'g') AS why, count(*) AS n "
+            "FROM orders WHERE signal_id LIKE $1 AND broker = 'paper' AND rerouted_from = 'binance' "
+            "GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 8", like):
+        rerouted.add_row(r["rerouted_from"], r["why"][:100], str(r["n"]))
+
     rejected = Table(title="rejections and expiries by reason")
     for col in ("state", "reason", "orders"):
         rejected.add_column(col)
     for r in await pool.fetch(
-            "SELECT state, reason, count(*) AS n FROM orders WHERE signal_id LIKE $1 "
-            "AND state IN ('REJECTED', 'EXPIRED', 'CANCELLED') GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 8", like):
-        rejected.add_row(r["state"], r["reason"][:100], str(r["n"]))
+            "SELECT state, regexp_replace(reason, 'si[0-9a-f]{24}|mid [0-9.]+', '<..>', 'g') AS why, count(*) AS n "
+            "FROM orders WHERE signal_id LIKE $1 AND state IN ('REJECTED', 'EXPIRED', 'CANCELLED') "
+            "GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 8", like):
+        rejected.add_row(r["state"], r["why"][:100], str(r["n"]))
 
     dead = Table(title="dead letters")
     for col in ("agent", "offset", "reason"):
@@ -262,7 +289,8 @@ async def _summary(pool: asyncpg.Pool, run_id: str, p: Progress, n_signals: int,
     totals.add_row("orders resting at their venue", str(sum(p.states.values()) - p.terminal))
     totals.add_row("fills recorded / seen on Redis", f"{p.db_fills} / {len(p.redis_fills)}")
     totals.add_row("malformed published / dead-lettered", f"{n_malformed} / {len(p.dead_letters)}")
-    return Group(by_broker, rejected, fills, positions, dead, *([stray] if stray.rows else []), totals)
+    reroutes, strays = ([t] if t.rows else [] for t in (rerouted, stray))
+    return Group(by_broker, *reroutes, rejected, fills, positions, dead, *strays, totals)
 
 
 def _num(value: Decimal | None) -> str:

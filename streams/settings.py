@@ -31,6 +31,8 @@ class BinanceSettings(BaseSettings):
     poll_interval: float = 3.0
     recv_window_ms: int = 5000
     timeout_ms: int = 10_000
+    #: ccxt's client-side pacing per request weight unit; None = ccxt's Binance default (50 ms)
+    rate_limit_ms: float | None = None
 
 
 class Settings(BaseSettings):

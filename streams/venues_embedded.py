@@ -7,12 +7,13 @@ and ``env()`` hands the worker the variables that point its adapter there.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from types import TracebackType
 from typing import Self
 
-from venues.binance import BinanceSimulator
+from venues.binance import BinanceSimulator, Faults
 
 
 class EmbeddedVenues:
@@ -25,7 +26,10 @@ class EmbeddedVenues:
     async def __aenter__(self) -> Self:
         if not os.environ.get("BINANCE_BASE_URL"):
             key, secret = secrets.token_hex(16), secrets.token_hex(32)
-            self._binance = BinanceSimulator(api_key=key, api_secret=secret, tick_interval_ms=self._tick_ms)
+            # A generous weight budget: the demo shows the pipeline, not Binance's rate limits
+            # (those are covered by the adapter's contract tests).
+            self._binance = BinanceSimulator(api_key=key, api_secret=secret, tick_interval_ms=self._tick_ms,
+                                             weight_limit_per_minute=1_000_000)
             url = await self._binance.start()
             self._env.update(
                 BINANCE_ENABLED="true",
@@ -33,6 +37,7 @@ class EmbeddedVenues:
                 BINANCE_API_KEY=key,
                 BINANCE_API_SECRET=secret,
                 BINANCE_POLL_INTERVAL=str(self._poll),
+                BINANCE_RATE_LIMIT_MS="1",
             )
         return self
 
@@ -41,6 +46,22 @@ class EmbeddedVenues:
     ) -> None:
         if self._binance is not None:
             await self._binance.stop()
+
+    @property
+    def can_fail(self) -> bool:
+        """Only a simulator we started can be made to fail; a configured venue is left alone."""
+        return self._binance is not None
+
+    async def binance_outage(self, seconds: float) -> None:
+        """Every Binance request answers HTTP 503 for ``seconds``: the worker's breaker opens,
+        crypto orders go to paper with the reason, and a half-open probe brings Binance back."""
+        if self._binance is None:
+            return
+        self._binance.faults = Faults(fail_next=10**9)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self._binance.faults = Faults()
 
     def env(self) -> dict[str, str]:
         return dict(self._env)
