@@ -19,6 +19,7 @@ from faust.types import StreamT
 from agents.batches import batches, process_batch
 from agents.dead_letters import DeadLetters
 from agents.publish import Publisher
+from execution.retry import until_done
 from execution.service import ExecutionService
 from schemas import Broker, Fill, OrderEvent, OrderRequest
 
@@ -51,9 +52,12 @@ def register(app: ExecutionApp, broker: Broker) -> None:
 
     @app.agent(app.streams.orders[broker], name=f"executor-{broker}")
     async def execute(stream: StreamT[bytes]) -> None:
-        service = await app.runtime.service(broker, sink)
-        report = await service.reconcile()
-        log.info("executor-%s ready (%s)", broker, report)
+        # a database that is still starting must delay the executor, not kill it
+        transient = app.runtime.transient_errors()
+        await until_done(f"executor-{broker} start", partial(app.runtime.service, broker, sink), transient=transient)
+        service = await app.runtime.service(broker, sink)  # built above; now cached
+        await until_done(f"executor-{broker} reconcile", service.reconcile, transient=transient)
+        log.info("executor-%s ready", broker)
         poller = asyncio.create_task(service.tracker.run(), name=f"fill-tracker-{broker}")
         resolver = asyncio.create_task(_retry_unresolved(service), name=f"resolver-{broker}")
         try:
