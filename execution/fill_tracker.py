@@ -13,17 +13,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import cast
 
 from execution.outcome import BatchOutcome
-from execution.ports import BrokerError, BrokerPort, ExecutionEvents, OrderStore, VenueOrderStatus
+from execution.ports import (
+    BrokerError,
+    BrokerPort,
+    ExecutionEvents,
+    OpenOrdersListing,
+    OrderStore,
+    VenueOrderStatus,
+)
 from schemas import ALLOWED_TRANSITIONS, Fill, Order, OrderState
 
 log = logging.getLogger(__name__)
 
 PRICE_PLACES = Decimal("1e-12")
+#: from this many due orders of one symbol at one venue, a listing replaces individual queries
+SWEEP_MIN_ORDERS = 3
 _FILL_STATES = frozenset({OrderState.PARTIALLY_FILLED, OrderState.FILLED})
 
 
@@ -152,21 +163,49 @@ class FillTracker:
         self._commission.pop(client_order_id, None)
 
     async def poll_due(self) -> int:
-        """Query every polling order whose interval elapsed; return how many were polled."""
+        """Poll every order whose interval elapsed; return how many were due.
+
+        Where several orders of one symbol are due at a venue that can list its open orders,
+        one listing shows which of them did not change, and only the others are queried one by
+        one: a thousand resting limits cost a call per symbol, not a thousand calls."""
         now = self._clock()
         due = [t for t in self._open.values()
                if t.adapter.poll_interval is not None and t.next_poll <= now]
         if not due:
             return 0
+        for tracked in due:
+            tracked.next_poll = now + (tracked.adapter.poll_interval or 0.0)
+        unchanged = await self._unchanged(due)
+        changed = [t for t in due if t.order.client_order_id not in unchanged]
         outcome = BatchOutcome()
-        results = await asyncio.gather(*(self._query(t) for t in due))
-        for tracked, status in zip(due, results, strict=True):
-            if tracked.adapter.poll_interval is not None:
-                tracked.next_poll = now + tracked.adapter.poll_interval
+        results = await asyncio.gather(*(self._query(t) for t in changed))
+        for tracked, status in zip(changed, results, strict=True):
             if status is not None:
                 self.observe(tracked.order, status, tracked.adapter, outcome)
         await outcome.flush(self._store, self._sink)
         return len(due)
+
+    async def _unchanged(self, due: list[_Tracked]) -> set[str]:
+        """Client ids of due orders that a venue's open-orders listing shows exactly as known."""
+        groups: dict[tuple[int, str], list[_Tracked]] = defaultdict(list)
+        for tracked in due:
+            if isinstance(tracked.adapter, OpenOrdersListing):
+                groups[(id(tracked.adapter), tracked.order.symbol)].append(tracked)
+        unchanged: set[str] = set()
+        for group in groups.values():
+            if len(group) < SWEEP_MIN_ORDERS:
+                continue
+            adapter = cast(OpenOrdersListing, group[0].adapter)
+            try:
+                listing = {s.client_order_id: s for s in await adapter.fetch_open_orders(group[0].order.symbol)}
+            except BrokerError as exc:
+                log.warning("open-orders listing of %s failed (%s); querying one by one", group[0].order.symbol, exc)
+                continue
+            for tracked in group:
+                seen = listing.get(tracked.order.client_order_id)
+                if seen is not None and seen.filled_quantity == tracked.order.filled_quantity:
+                    unchanged.add(tracked.order.client_order_id)
+        return unchanged
 
     async def _query(self, tracked: _Tracked) -> VenueOrderStatus | None:
         try:

@@ -102,6 +102,15 @@ class BrokerPort(Protocol):
         ...
 
 
+@runtime_checkable
+class OpenOrdersListing(Protocol):
+    """Optional venue capability: one cheap call listing a symbol's open orders with their
+    cumulative totals (Binance ``openOrders``: weight 6, against 4 per ``fetch_order``). The fill
+    tracker uses it to query individually only the orders that changed."""
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[VenueOrderStatus]: ...
+
+
 class MarketDataPort(Protocol):
     async def quote(self, symbol: str) -> Quote | None: ...
 

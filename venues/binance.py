@@ -632,7 +632,9 @@ class BinanceExchangeSim:
     def _chunk(self, order: _Order) -> Decimal:
         step = self.symbols[order.symbol].step_size
         chunk = max(step, _floor_to(order.orig_qty / self.partial_fill_steps, step))
-        return min(chunk, order.remaining)
+        if order.remaining - chunk < chunk:  # the last step takes the lot-size remainder too
+            return order.remaining
+        return chunk
 
     def _execute(self, order: _Order, qty: Decimal, price: Decimal, *, maker: bool) -> None:
         """Book one trade: move balances, charge commission in the received asset, update the order."""

@@ -175,3 +175,31 @@ async def test_restart_recovers_fills_made_while_down_and_duplicates_none(execut
         assert sum(f.quantity for f in fills) == D("0.3")
     [position] = await executor.store.positions(Broker.BINANCE)
     assert position.quantity == D("0.9")
+
+
+async def test_resting_orders_are_swept_with_one_listing_not_one_query_each(executor: Executor) -> None:
+    resting = [request(f"bx-sweep-{i}", order_type=OrderType.LIMIT, limit_price=D("59000"), quantity=D("0.01"),
+                       time_in_force=TimeInForce.GTC) for i in range(10)]
+    placed = await executor.service.handle(resting)
+    assert {o.state for o in placed} == {OrderState.SUBMITTED}
+    stats = executor.sim.stats.by_endpoint
+    lookups, listings = stats.get("GET /api/v3/order", 0), stats.get("GET /api/v3/openOrders", 0)
+
+    await executor.poll()  # nothing moved: one listing answers for all ten
+    assert stats.get("GET /api/v3/openOrders", 0) == listings + 1
+    assert stats.get("GET /api/v3/order", 0) == lookups
+    assert executor.sink.emitted_fills == []
+
+    executor.sim.set_price("BTCUSDT", D("58000"))  # a third of each fills (partial_fill_steps=3)
+    await executor.poll()  # the listing shows all ten changed: each is asked about once
+    assert stats.get("GET /api/v3/order", 0) == lookups + 10
+    await executor.poll()  # nothing moved since: the listing alone again
+    assert stats.get("GET /api/v3/order", 0) == lookups + 10
+    for _ in range(2):
+        executor.sim.tick()
+        await executor.poll()
+    await executor.settle()
+    for order in placed:
+        row = await stored(executor.store, order.client_order_id)
+        assert (row.state, row.filled_quantity) == (OrderState.FILLED, D("0.01"))
+    assert not any(executor.service.tracker.is_tracking(o.client_order_id) for o in placed)

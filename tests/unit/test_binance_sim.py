@@ -78,6 +78,17 @@ def test_partial_fills_one_chunk_per_tick():
     assert engine.balance("USDT")[1] == 0
 
 
+def test_partial_fills_of_an_odd_lot_complete_in_the_configured_steps():
+    """0.01 in three steps on a 0.00001 lot: 0.00333, 0.00333, then the remaining 0.00334."""
+    engine = sim(partial_fill_steps=3)
+    order(engine, type="LIMIT", timeInForce="GTC", quantity="0.01", price="59000", newClientOrderId="odd")
+    engine.set_price("BTCUSDT", D("58000"))
+    engine.tick()
+    engine.tick()
+    [final] = engine.orders_for("odd")
+    assert (final["status"], D(final["executedQty"])) == ("FILLED", D("0.01"))
+
+
 def test_ioc_keeps_one_chunk_and_fok_expires_when_partial_liquidity():
     engine = sim(partial_fill_steps=2)
     ioc = order(engine, type="LIMIT", timeInForce="IOC", quantity="0.2", price="61000")

@@ -9,7 +9,7 @@ import pytest
 
 from execution.fill_tracker import PRICE_PLACES, FillTracker, derive_fill
 from execution.outcome import BatchOutcome
-from execution.ports import BrokerUnavailable
+from execution.ports import BrokerUnavailable, VenueOrderStatus
 from schemas import Broker, Order, OrderState
 from tests.unit.fakes import (
     FakeClock,
@@ -280,3 +280,43 @@ def test_commission_is_split_not_repeated_across_partial_fills() -> None:
     unknown = derive_fill(moved, venue_status(order, OrderState.FILLED, filled="1", avg="100",
                                               commission="0.10"))
     assert unknown is not None and unknown.commission == D("0.06")
+
+
+class ListingBroker(ScriptedBroker):
+    """A venue that can also list a symbol's open orders in one call."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.listings = 0
+        self.listing_fails = False
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[VenueOrderStatus]:
+        self.listings += 1
+        if self.listing_fails:
+            raise BrokerUnavailable("listing timed out")
+        return [s for s in self.known.values() if not s.state.is_terminal]
+
+
+async def test_a_listing_spares_queries_for_unchanged_orders_and_failing_falls_back(
+    tracker: FillTracker, clock: FakeClock
+) -> None:
+    venue = ListingBroker(poll_interval=1.0)
+    orders = [submitted(signal_id=f"rest-{i}") for i in range(4)]
+    for order in orders:
+        venue.known[order.client_order_id] = venue_status(order, OrderState.SUBMITTED, venue_id=order.signal_id)
+        tracker.observe(order, venue.known[order.client_order_id], venue, BatchOutcome())
+    clock.advance(1)
+    assert await tracker.poll_due() == 4
+    assert (venue.listings, len(venue.queried)) == (1, 0)  # all unchanged: no individual query
+
+    changed = orders[0]
+    venue.known[changed.client_order_id] = venue_status(changed, OrderState.PARTIALLY_FILLED, filled="0.4",
+                                                        avg="100", venue_id="rest-0")
+    clock.advance(1)
+    await tracker.poll_due()
+    assert (venue.listings, [o.client_order_id for o in venue.queried]) == (2, [changed.client_order_id])
+
+    venue.listing_fails = True
+    clock.advance(1)
+    await tracker.poll_due()
+    assert len(venue.queried) == 1 + 4  # the listing failed: everyone asked one by one
