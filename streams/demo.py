@@ -14,7 +14,7 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,7 +22,7 @@ from decimal import Decimal
 import asyncpg
 import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from rich.console import Console, Group
+from rich.console import Console, Group, JustifyMethod
 from rich.live import Live
 from rich.table import Table
 
@@ -220,68 +220,62 @@ def _progress_view(p: Progress, n_signals: int, n_malformed: int) -> Table:
     return table
 
 
+def _table(
+    title: str, columns: tuple[str, ...], rows: Iterable[tuple[str, ...]], justify: JustifyMethod = "left"
+) -> Table:
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify=justify)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 async def _summary(pool: asyncpg.Pool, run_id: str, p: Progress, n_signals: int, n_malformed: int) -> Group:
     like = f"demo-{run_id}-%"
-    by_broker = Table(title="orders by broker and state")
-    for col in ("broker", "routed for", "state", "orders"):
-        by_broker.add_column(col)
-    for r in await pool.fetch(
+    by_broker = _table("orders by broker and state", ("broker", "routed for", "state", "orders"), (
+        (r["broker"], r["wanted"], r["state"], str(r["n"])) for r in await pool.fetch(
             "SELECT broker, coalesce(rerouted_from, broker) AS wanted, state, count(*) AS n FROM orders "
-            "WHERE signal_id LIKE $1 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", like):
-        by_broker.add_row(r["broker"], r["wanted"], r["state"], str(r["n"]))
+            "WHERE signal_id LIKE $1 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", like)))
 
-    fills = Table(title="fills")
-    for col in ("broker", "fills", "quantity", "notional", "signal->fill p50 ms", "p99 ms"):
-        fills.add_column(col, justify="right")
-    for r in await pool.fetch(
+    fills = _table("fills", ("broker", "fills", "quantity", "notional", "signal->fill p50 ms", "p99 ms"), (
+        (r["broker"], str(r["n"]), _num(r["q"]), _num(r["notional"]), f"{r['p50']:.1f}", f"{r['p99']:.1f}")
+        for r in await pool.fetch(
             "SELECT f.broker, count(*) AS n, sum(f.quantity) AS q, sum(f.quantity * f.price) AS notional, "
             "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM f.recorded_at - o.ts)) * 1000 AS p50, "
             "percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM f.recorded_at - o.ts)) * 1000 AS p99 "
-            "FROM fills f JOIN orders o USING (client_order_id) WHERE o.signal_id LIKE $1 GROUP BY 1", like):
-        fills.add_row(r["broker"], str(r["n"]), _num(r["q"]), _num(r["notional"]),
-                      f"{r['p50']:.1f}", f"{r['p99']:.1f}")
+            "FROM fills f JOIN orders o USING (client_order_id) WHERE o.signal_id LIKE $1 GROUP BY 1", like)),
+        justify="right")
 
-    positions = Table(title="positions (account totals, all runs)")
-    for col in ("broker", "symbol", "quantity", "avg price", "realized pnl"):
-        positions.add_column(col, justify="right")
-    for r in await pool.fetch(
+    positions = _table("positions (account totals, all runs)",
+                       ("broker", "symbol", "quantity", "avg price", "realized pnl"), (
+        (r["broker"], r["symbol"], _num(r["quantity"]), _num(r["avg_price"]), _num(r["realized_pnl"]))
+        for r in await pool.fetch(
             "SELECT * FROM positions WHERE symbol IN (SELECT DISTINCT symbol FROM orders WHERE signal_id LIKE $1) "
-            "ORDER BY broker, symbol", like):
-        positions.add_row(r["broker"], r["symbol"], _num(r["quantity"]), _num(r["avg_price"]),
-                          _num(r["realized_pnl"]))
+            "ORDER BY broker, symbol", like)),
+        justify="right")
 
-    rerouted = Table(title="live-venue orders moved to paper, by reason")
-    for col in ("routed for", "reason", "orders"):
-        rerouted.add_column(col)
-    for r in await pool.fetch(
+    rerouted = _table("live-venue orders moved to paper, by reason", ("routed for", "reason", "orders"), (
+        (r["rerouted_from"], r["why"][:100], str(r["n"])) for r in await pool.fetch(
             "SELECT rerouted_from, regexp_replace(reason, 'si[0-9a-f]{24}', '<order>', 'g') AS why, count(*) AS n "
             "FROM orders WHERE signal_id LIKE $1 AND broker = 'paper' AND rerouted_from = 'binance' "
-            "GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 8", like):
-        rerouted.add_row(r["rerouted_from"], r["why"][:100], str(r["n"]))
+            "GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 8", like)))
 
-    rejected = Table(title="rejections and expiries by reason")
-    for col in ("state", "reason", "orders"):
-        rejected.add_column(col)
-    for r in await pool.fetch(
+    rejected = _table("rejections and expiries by reason", ("state", "reason", "orders"), (
+        (r["state"], r["why"][:100], str(r["n"])) for r in await pool.fetch(
             "SELECT state, regexp_replace(reason, 'si[0-9a-f]{24}|mid [0-9.]+', '<..>', 'g') AS why, count(*) AS n "
             "FROM orders WHERE signal_id LIKE $1 AND state IN ('REJECTED', 'EXPIRED', 'CANCELLED') "
-            "GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 8", like):
-        rejected.add_row(r["state"], r["why"][:100], str(r["n"]))
+            "GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 8", like)))
 
-    dead = Table(title="dead letters")
-    for col in ("agent", "offset", "reason"):
-        dead.add_column(col)
-    for letter in p.dead_letters:
-        dead.add_row(letter.agent, f"{letter.partition}:{letter.offset}", letter.reason[:110])
+    dead = _table("dead letters", ("agent", "offset", "reason"), (
+        (letter.agent, f"{letter.partition}:{letter.offset}", letter.reason[:110]) for letter in p.dead_letters))
 
     recorded = {r["exec_id"] for r in await pool.fetch(
         "SELECT f.exec_id FROM fills f JOIN orders o USING (client_order_id) WHERE o.signal_id LIKE $1", like)}
-    stray = Table(title="fills seen on Redis but not recorded (should be empty)")
-    for col in ("exec_id", "order", "qty", "cumulative", "price"):
-        stray.add_column(col)
-    for exec_id, f in p.redis_fills.items():
-        if exec_id not in recorded:
-            stray.add_row(exec_id, f.client_order_id, _num(f.quantity), _num(f.cumulative_quantity), _num(f.price))
+    stray = _table("fills seen on Redis but not recorded (should be empty)",
+                   ("exec_id", "order", "qty", "cumulative", "price"), (
+        (exec_id, f.client_order_id, _num(f.quantity), _num(f.cumulative_quantity), _num(f.price))
+        for exec_id, f in p.redis_fills.items() if exec_id not in recorded))
 
     totals = Table(title="totals", show_header=False)
     totals.add_row("valid signals published", str(n_signals))
