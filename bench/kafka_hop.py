@@ -23,7 +23,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.stack import create_topics, start_tansu
+from devstack.stack import create_topics, start_tansu
 
 PARTITIONS = 4
 

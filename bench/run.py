@@ -45,10 +45,10 @@ from bench.kafka_hop import PARTITIONS, _produce_paced, percentile
 from execution.router import BrokerRouter
 from schemas import Fill, Signal, TimeInForce
 from streams.settings import Settings
-from streams.signal_mix import SignalMix
-from streams.stack import ManagedProcess, create_topics, start_tansu
+from devstack.signal_mix import SignalMix
+from devstack.stack import ManagedProcess, create_topics, start_tansu
 from streams.topics import ALL_TOPICS, ORDER_TOPICS, SIGNALS
-from streams.worker_process import WorkerProcess
+from devstack.worker_process import WorkerProcess
 
 ADMIN_DATABASE_URL = os.environ.get("BENCH_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")

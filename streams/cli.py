@@ -64,13 +64,13 @@ def cmd_signal_send(args: argparse.Namespace) -> int:
 
 
 def cmd_stack() -> int:
-    from streams.stack_cli import run_stack
+    from devstack.stack_cli import run_stack
 
     return run_stack(print) or 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from streams.demo import run_demo
+    from devstack.demo import run_demo
 
     return run_demo(signals=args.signals, rate=args.rate, malformed=args.malformed, outage=args.outage)
 

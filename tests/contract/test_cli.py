@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer
 
 from schemas import Signal
 from schemas.export import WIRE_MODELS
-from streams.stack import create_topics, free_port
+from devstack.stack import create_topics, free_port
 from streams.topics import SIGNALS
 
 SUPERINTEL = str(Path(sys.executable).with_name("superintel"))

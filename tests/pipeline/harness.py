@@ -19,9 +19,9 @@ import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas import DeadLetter, Fill, Signal
-from streams.stack import EmbeddedStack, create_topics
+from devstack.stack import EmbeddedStack, create_topics
 from streams.topics import ALL_TOPICS, DLQ, SIGNALS
-from streams.worker_process import WorkerProcess
+from devstack.worker_process import WorkerProcess
 
 PARTITIONS = 4
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from schemas import Signal
-from streams.signal_mix import MALFORMED, SignalMix
+from devstack.signal_mix import MALFORMED, SignalMix
 from tests.pipeline.harness import FillSubscriber, Pipeline, eventually, pipeline, signed
 
 pytestmark = pytest.mark.pipeline

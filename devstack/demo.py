@@ -27,11 +27,11 @@ from rich.live import Live
 from rich.table import Table
 
 from schemas import DeadLetter, Fill, Signal
-from streams.signal_mix import MALFORMED, SignalMix
-from streams.stack import EmbeddedStack, create_topics
+from devstack.signal_mix import MALFORMED, SignalMix
+from devstack.stack import EmbeddedStack, create_topics
 from streams.topics import ALL_TOPICS, DLQ, SIGNALS
-from streams.venues_embedded import EmbeddedVenues
-from streams.worker_process import WorkerProcess
+from devstack.venues_embedded import EmbeddedVenues
+from devstack.worker_process import WorkerProcess
 
 TERMINAL = ("FILLED", "CANCELLED", "REJECTED", "EXPIRED")
 

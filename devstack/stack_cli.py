@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from streams.stack import EmbeddedStack, StackError
+from devstack.stack import EmbeddedStack, StackError
 
 PrintFn = Callable[[str], object]
 
