@@ -42,13 +42,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from adapters.timescale import scratch_database
 from bench.kafka_hop import PARTITIONS, _produce_paced, percentile
+from devstack.signal_mix import SignalMix
+from devstack.stack import ManagedProcess, create_topics, start_tansu
+from devstack.worker_process import WorkerProcess
 from execution.router import BrokerRouter
 from schemas import Fill, Signal, TimeInForce
 from streams.settings import Settings
-from devstack.signal_mix import SignalMix
-from devstack.stack import ManagedProcess, create_topics, start_tansu
 from streams.topics import ALL_TOPICS, ORDER_TOPICS, SIGNALS
-from devstack.worker_process import WorkerProcess
 
 ADMIN_DATABASE_URL = os.environ.get("BENCH_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")

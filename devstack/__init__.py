@@ -1,1 +1,3 @@
-"""Developer tooling: the embedded stack, the demo, worker processes and signal mixes. Production code never imports this package."""
+"""Developer tooling: the embedded stack, the demo, worker processes and signal mixes.
+
+Production code (schemas, execution, adapters, streams, agents) never imports this package."""

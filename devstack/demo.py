@@ -26,12 +26,12 @@ from rich.console import Console, Group, JustifyMethod
 from rich.live import Live
 from rich.table import Table
 
-from schemas import DeadLetter, Fill, Signal
 from devstack.signal_mix import MALFORMED, SignalMix
 from devstack.stack import EmbeddedStack, create_topics
-from streams.topics import ALL_TOPICS, DLQ, SIGNALS
 from devstack.venues_embedded import EmbeddedVenues
 from devstack.worker_process import WorkerProcess
+from schemas import DeadLetter, Fill, Signal
+from streams.topics import ALL_TOPICS, DLQ, SIGNALS
 
 TERMINAL = ("FILLED", "CANCELLED", "REJECTED", "EXPIRED")
 

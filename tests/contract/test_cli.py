@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaConsumer
 
+from devstack.stack import create_topics, free_port
 from schemas import Signal
 from schemas.export import WIRE_MODELS
-from devstack.stack import create_topics, free_port
 from streams.topics import SIGNALS
 
 SUPERINTEL = str(Path(sys.executable).with_name("superintel"))

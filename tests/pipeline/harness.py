@@ -18,10 +18,10 @@ import asyncpg
 import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from schemas import DeadLetter, Fill, Signal
 from devstack.stack import EmbeddedStack, create_topics
-from streams.topics import ALL_TOPICS, DLQ, SIGNALS
 from devstack.worker_process import WorkerProcess
+from schemas import DeadLetter, Fill, Signal
+from streams.topics import ALL_TOPICS, DLQ, SIGNALS
 
 PARTITIONS = 4
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from schemas import Signal
 from devstack.signal_mix import MALFORMED, SignalMix
+from schemas import Signal
 from tests.pipeline.harness import FillSubscriber, Pipeline, eventually, pipeline, signed
 
 pytestmark = pytest.mark.pipeline
