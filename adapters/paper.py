@@ -1,8 +1,9 @@
 """PaperAdapter: the fallback venue that simulates fills, so no order is ever dropped.
 
-Fills at mid +/- slippage (default 0.1% against the trader). The mid comes from the signal's
-reference price, else from a MarketDataPort (e.g. Binance tickers), else the order is rejected
-with that reason: a paper fill at an invented price would be worse than no fill. Market orders
+Fills at mid +/- slippage (default 0.1% against the trader). The mid comes from the
+composition's market data for the order's asset class (execution/prices.py: any registered venue
+that prices it), else from the signal's reference price, else the order is rejected with that
+reason: a paper fill at an invented price would be worse than no fill. Market orders
 fill at once; limits only when marketable, otherwise they rest (or expire if IOC/FOK) and are
 re-checked when the tracker polls; stops trigger when the mid crosses them.
 
@@ -17,7 +18,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import Decimal
 
-from execution.ports import MarketDataPort, OrderRejected, VenueOrderStatus
+from execution.ports import MarketDataPort, OrderRejected, Quote, VenueOrderStatus
+from execution.prices import QuotesByAssetClass
 from schemas import AssetClass, Broker, Order, OrderState, OrderType, Side, TimeInForce
 
 PRICE_PLACES = Decimal("1e-10")
@@ -57,7 +59,7 @@ class PaperAdapter:
     def __init__(
         self,
         slippage: SlippageModel | None = None,
-        market_data: MarketDataPort | None = None,
+        market_data: MarketDataPort | QuotesByAssetClass | None = None,
         *,
         market_data_classes: frozenset[AssetClass] | None = None,
         poll_interval: float = 1.0,
@@ -69,7 +71,7 @@ class PaperAdapter:
         #: cost a doomed round trip to a crypto exchange
         self._market_data_classes = market_data_classes
         #: resting orders are re-checked on each poll; without market data nothing can move them
-        self.poll_interval: float | None = poll_interval if market_data is not None else None
+        self.poll_interval: float | None = poll_interval if market_data else None
         self._orders: OrderedDict[str, VenueOrderStatus] = OrderedDict()
         self._remember = remember
 
@@ -124,15 +126,17 @@ class PaperAdapter:
 
     async def _mid(self, order: Order) -> Decimal | None:
         """Live market data when there is some; the strategy's reference price otherwise."""
-        if self._market_data is not None and (
+        quote: Quote | None = None
+        if isinstance(self._market_data, QuotesByAssetClass):
+            quote = await self._market_data.quote_for(order.symbol, order.asset_class)
+        elif self._market_data is not None and (
                 self._market_data_classes is None or order.asset_class in self._market_data_classes):
             try:
                 quote = await self._market_data.quote(order.symbol)
             except Exception as exc:  # a symbol the data venue doesn't list, or it is down
                 log.debug("no market data for %s (%r); using reference price", order.symbol, exc)
-                quote = None
-            if quote is not None and quote.mid is not None:
-                return quote.mid
+        if quote is not None and quote.mid is not None:
+            return quote.mid
         return order.reference_price
 
     def _remember_status(self, status: VenueOrderStatus) -> None:

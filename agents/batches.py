@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
@@ -25,13 +26,21 @@ from mode.utils.futures import notify
 
 from agents.dead_letters import DeadLetters, describe
 from execution.retry import until_done
-from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def batches(stream: StreamT[bytes], settings: Settings) -> AsyncIterator[Sequence[EventT[Any]]]:
-    return greedy_batches(cast(faust.Stream[bytes], stream), settings.batch_max, settings.batch_window)
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    """A batch closes at ``max_events`` or ``window`` seconds after its first event (settings
+    ``AGENT_BATCH_MAX`` / ``AGENT_BATCH_WINDOW``), or as soon as the agent's queue is empty."""
+
+    max_events: int = 500
+    window: float = 0.002
+
+
+def batches(stream: StreamT[bytes], limits: BatchLimits) -> AsyncIterator[Sequence[EventT[Any]]]:
+    return greedy_batches(cast(faust.Stream[bytes], stream), limits.max_events, limits.window)
 
 
 #: how often an idle batcher wakes up anyway (only to notice a stop; arrivals wake it at once)

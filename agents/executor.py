@@ -12,19 +12,17 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from functools import partial
-from typing import TYPE_CHECKING
 
+import faust
 from faust.types import StreamT
 
-from agents.batches import batches, process_batch
+from agents.batches import BatchLimits, batches, process_batch
 from agents.dead_letters import DeadLetters
+from agents.parts import AgentTopics, ExecutorParts
 from agents.publish import Publisher
 from execution.retry import until_done
 from execution.service import ExecutionService
 from schemas import Broker, Fill, OrderEvent, OrderRequest
-
-if TYPE_CHECKING:
-    from streams.app import ExecutionApp
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +30,9 @@ log = logging.getLogger(__name__)
 class TopicEvents:
     """ExecutionEvents onto Kafka: fills keyed by symbol, order events by client order id."""
 
-    def __init__(self, app: ExecutionApp) -> None:
-        self._fills = Publisher(app, app.streams.fills)
-        self._order_events = Publisher(app, app.streams.order_events)
+    def __init__(self, app: faust.App, topics: AgentTopics) -> None:
+        self._fills = Publisher(app, topics.fills)
+        self._order_events = Publisher(app, topics.order_events)
 
     async def fills(self, fills: Sequence[Fill]) -> None:
         for fill in fills:
@@ -45,27 +43,27 @@ class TopicEvents:
             await self._order_events.send(event.client_order_id.encode(), event.to_bytes())
 
 
-def register(app: ExecutionApp, broker: Broker) -> None:
-    settings = app.runtime.settings
-    dead = DeadLetters(app.streams.dlq, f"executor-{broker}")
-    sink = TopicEvents(app)
+def register(app: faust.App, topics: AgentTopics, broker: Broker, parts: ExecutorParts, limits: BatchLimits) -> None:
+    dead = DeadLetters(topics.dlq, f"executor-{broker}")
+    sink = TopicEvents(app, topics)
+    transient = parts.transient
 
-    @app.agent(app.streams.orders[broker], name=f"executor-{broker}")
+    @app.agent(topics.orders[broker], name=f"executor-{broker}")
     async def execute(stream: StreamT[bytes]) -> None:
         # a database that is still starting must delay the executor, not kill it
-        transient = app.runtime.transient_errors()
-        await until_done(f"executor-{broker} start", partial(app.runtime.service, broker, sink), transient=transient)
-        service = await app.runtime.service(broker, sink)  # built above; now cached
-        await until_done(f"executor-{broker} reconcile", service.reconcile, transient=transient)
+        await until_done(f"executor-{broker} start", partial(parts.service, sink), transient=transient,
+                         rng=parts.rng)
+        service = await parts.service(sink)  # built above; now cached
+        await until_done(f"executor-{broker} reconcile", service.reconcile, transient=transient, rng=parts.rng)
         log.info("executor-%s ready", broker)
         poller = asyncio.create_task(service.tracker.run(), name=f"fill-tracker-{broker}")
         resolver = asyncio.create_task(_retry_unresolved(service), name=f"resolver-{broker}")
         try:
-            async for events in batches(stream, settings):
+            async for events in batches(stream, limits):
                 requests = await dead.parse(events, OrderRequest)
                 if requests:
                     await process_batch(f"executor-{broker}", events, partial(service.handle, requests),
-                                        dead, app.runtime.transient_errors())
+                                        dead, transient)
         finally:
             poller.cancel()
             resolver.cancel()

@@ -9,36 +9,33 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import faust
 from faust.types import StreamT
 
-from agents.batches import batches, process_batch
+from agents.batches import BatchLimits, batches, process_batch
 from agents.dead_letters import DeadLetters
+from agents.parts import AgentTopics, FillSinks
 from schemas import Fill
 
-if TYPE_CHECKING:
-    from streams.app import ExecutionApp
 
-def register(app: ExecutionApp) -> None:
-    settings = app.runtime.settings
-
+def register(app: faust.App, topics: AgentTopics, sinks: FillSinks, limits: BatchLimits) -> None:
     def fill_agent(name: str, sink: Callable[[Sequence[Fill]], Awaitable[Any]]) -> None:
-        dead = DeadLetters(app.streams.dlq, name)
+        dead = DeadLetters(topics.dlq, name)
 
-        @app.agent(app.streams.fills, name=name)
+        @app.agent(topics.fills, name=name)
         async def consume(stream: StreamT[bytes]) -> None:
-            async for events in batches(stream, settings):
+            async for events in batches(stream, limits):
                 fills = await dead.parse(events, Fill)
                 if fills:
-                    await process_batch(name, events, partial(sink, fills), dead,
-                                        app.runtime.transient_errors())
+                    await process_batch(name, events, partial(sink, fills), dead, sinks.transient)
 
     async def to_db(fills: Sequence[Fill]) -> None:
-        await (await app.runtime.store()).apply_fills(fills)
+        await (await sinks.store()).apply_fills(fills)
 
     async def to_redis(fills: Sequence[Fill]) -> None:
-        await (await app.runtime.publisher()).publish_fills(fills)
+        await (await sinks.publisher()).publish_fills(fills)
 
     fill_agent("fills-db", to_db)
     fill_agent("fills-redis", to_redis)

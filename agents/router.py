@@ -8,26 +8,23 @@ offsets, which keeps at-least-once intact.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+import faust
 from faust.types import StreamT
 from pydantic import ValidationError
 
 from agents.dead_letters import DeadLetters, describe
+from agents.parts import AgentTopics
 from agents.publish import Publisher
 from execution.mapper import UnknownSymbol
+from execution.router import BrokerRouter
 from schemas import Signal
 
-if TYPE_CHECKING:
-    from streams.app import ExecutionApp
 
+def register(app: faust.App, topics: AgentTopics, router: BrokerRouter) -> None:
+    dead = DeadLetters(topics.dlq, "router")
+    orders = {broker: Publisher(app, topic) for broker, topic in topics.orders.items()}
 
-def register(app: ExecutionApp) -> None:
-    router = app.runtime.router()
-    dead = DeadLetters(app.streams.dlq, "router")
-    orders = {broker: Publisher(app, topic) for broker, topic in app.streams.orders.items()}
-
-    @app.agent(app.streams.signals, name="router")
+    @app.agent(topics.signals, name="router")
     async def route(stream: StreamT[bytes]) -> None:
         async for event in stream.events():
             try:

@@ -7,9 +7,10 @@ funds" is healthy. The clock is injected so the cooldown is testable without sle
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from enum import StrEnum
+
+from execution.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ class CircuitBreaker:
         *,
         failure_threshold: int = 5,
         cooldown: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         on_change: Callable[[str, BreakerState, str], None] | None = None,
     ) -> None:
         if failure_threshold < 1:
@@ -46,7 +47,7 @@ class CircuitBreaker:
 
     @property
     def state(self) -> BreakerState:
-        if self._state is BreakerState.OPEN and self._clock() - self._opened_at >= self._cooldown:
+        if self._state is BreakerState.OPEN and self._clock.monotonic() - self._opened_at >= self._cooldown:
             self._set(BreakerState.HALF_OPEN, "cooldown elapsed; next order probes the venue")
         return self._state
 
@@ -64,10 +65,10 @@ class CircuitBreaker:
         if state is BreakerState.CLOSED:
             return True
         if state is BreakerState.HALF_OPEN and (
-            not self._probe_in_flight or self._clock() - self._probe_started >= self._cooldown
+            not self._probe_in_flight or self._clock.monotonic() - self._probe_started >= self._cooldown
         ):
             self._probe_in_flight = True
-            self._probe_started = self._clock()
+            self._probe_started = self._clock.monotonic()
             return True
         return False
 
@@ -83,7 +84,7 @@ class CircuitBreaker:
         probing = self._probe_in_flight
         self._probe_in_flight = False
         if probing or (self._state is BreakerState.CLOSED and self._failures >= self._threshold):
-            self._opened_at = self._clock()
+            self._opened_at = self._clock.monotonic()
             self._set(BreakerState.OPEN, reason)
 
     def _set(self, state: BreakerState, reason: str) -> None:

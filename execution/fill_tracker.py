@@ -1,40 +1,53 @@
 """FillTracker: owns the open orders of one executor and turns venue status into Fill messages.
 
 Step 5 of the lifecycle must not block the partition, so placement hands each open order to the
-tracker and returns; the tracker polls polling venues (Binance, MT4) on its own task and accepts
-pushed updates from event-driven ones (IBKR) through ``observe``. Both paths meet in
+tracker and returns. The tracker polls polling venues (Binance, MT4) on its own task; venues that
+push (IBKR, ``PushUpdates`` in execution/ports.py) deliver statuses, executions and late fees to
+it as an ``UpdateListener``, queued and applied on the same task. Both paths meet in
 ``observe``, which derives fills from the growth of the venue's *cumulative* totals: a fill is
 "the venue now says 0.8 filled and we had emitted 0.5", and its ``cumulative_quantity`` (0.8)
-lets every consumer recognise it again after a crash, whatever id it carries.
+lets every consumer recognise it again after a crash, whatever id it carries. A pushed execution
+brings the venue's own execution id into the fill; its fee, when it comes later, is recorded
+against that fill (``OrderStore.record_fees``), never as a second fill.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import time
-from collections import defaultdict
-from collections.abc import Callable
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import cast
 
+from execution.clock import SYSTEM_CLOCK, Clock
 from execution.outcome import BatchOutcome
 from execution.ports import (
     BrokerError,
     BrokerPort,
     ExecutionEvents,
+    FillFee,
     OpenOrdersListing,
     OrderStore,
+    PushUpdates,
+    VenueExecution,
+    VenueFee,
     VenueOrderStatus,
 )
-from schemas import ALLOWED_TRANSITIONS, Fill, Order, OrderState
+from schemas import ALLOWED_TRANSITIONS, Broker, Fill, Order, OrderState
 
 log = logging.getLogger(__name__)
 
 PRICE_PLACES = Decimal("1e-12")
 #: from this many due orders of one symbol at one venue, a listing replaces individual queries
 SWEEP_MIN_ORDERS = 3
+#: pushed updates for an order not (yet) tracked here are held this long in updates, per order:
+#: a venue may report an order before ``place`` returned it to us
+PENDING_PUSH_LIMIT = 64
+#: venue execution ids remembered (with their fill's broker) so a late fee finds its fill
+RECENT_EXECUTIONS = 10_000
 _FILL_STATES = frozenset({OrderState.PARTIALLY_FILLED, OrderState.FILLED})
 
 
@@ -45,12 +58,20 @@ class _Tracked:
     next_poll: float
 
 
-def derive_fill(order: Order, status: VenueOrderStatus, known_commission: Decimal | None = None) -> Fill | None:
+def derive_fill(
+    order: Order,
+    status: VenueOrderStatus,
+    known_commission: Decimal | None = None,
+    *,
+    venue_exec_id: str | None = None,
+    at: datetime | None = None,
+) -> Fill | None:
     """The Fill for the growth from ``order``'s known totals to ``status``'s, if any.
 
     Venues report commission cumulatively too: the fill carries the growth since
     ``known_commission``, or, when that is unknown (first sight after a restart), the share of
-    the cumulative commission proportional to the fill's quantity."""
+    the cumulative commission proportional to the fill's quantity. ``venue_exec_id`` is the
+    venue's own execution id when it pushed one; ``at`` the fill's time on the pipeline's clock."""
     known_qty, known_avg = order.filled_quantity, order.avg_fill_price or Decimal(0)
     delta = status.filled_quantity - known_qty
     if delta <= 0 or status.avg_fill_price is None:
@@ -59,11 +80,15 @@ def derive_fill(order: Order, status: VenueOrderStatus, known_commission: Decima
     price = (cost_delta / delta).quantize(PRICE_PLACES).normalize()
     if price <= 0:
         price = status.avg_fill_price
+    # Polled: our client order id and the watermark, not the venue's order id: venue ids are
+    # unique only per symbol (Binance) or per session (a restarted simulator, a reset paper
+    # account), and a colliding exec id would be dropped downstream as a duplicate. Pushed: the
+    # venue's execution id (IB's execId is unique per account and stable across reconnects).
+    exec_id = (f"{order.broker}-{venue_exec_id}" if venue_exec_id
+               else f"{order.broker}-{order.client_order_id}-{status.filled_quantity.normalize():f}")
+    extra = {"ts": at} if at is not None else {}
     return Fill(
-        # Our client order id, not the venue's order id: venue ids are unique only per symbol
-        # (Binance) or per session (a restarted simulator, a reset paper account), and a
-        # colliding exec id would be dropped downstream as a duplicate.
-        exec_id=f"{order.broker}-{order.client_order_id}-{status.filled_quantity.normalize():f}",
+        exec_id=exec_id,
         cumulative_quantity=status.filled_quantity,
         client_order_id=order.client_order_id,
         venue_order_id=status.venue_order_id,
@@ -77,6 +102,7 @@ def derive_fill(order: Order, status: VenueOrderStatus, known_commission: Decima
         commission=_commission_delta(status, delta, known_commission),
         commission_asset=status.commission_asset,
         signal_ts=order.ts,
+        **extra,
     )
 
 
@@ -88,13 +114,33 @@ def _commission_delta(status: VenueOrderStatus, delta: Decimal, known: Decimal |
     return max(Decimal(0), (status.commission * delta / status.filled_quantity).quantize(PRICE_PLACES))
 
 
+class _Listener:
+    """The UpdateListener one push venue is given: queues what it pushes, tagged with the venue."""
+
+    def __init__(self, tracker: FillTracker, venue: BrokerPort) -> None:
+        self._tracker = tracker
+        self._venue = venue
+
+    def on_status(self, status: VenueOrderStatus) -> None:
+        self._tracker._push(self._venue, status)
+
+    def on_execution(self, execution: VenueExecution) -> None:
+        self._tracker._push(self._venue, execution)
+
+    def on_fee(self, fee: VenueFee) -> None:
+        self._tracker._push(self._venue, fee)
+
+
+_Pushed = VenueOrderStatus | VenueExecution | VenueFee
+
+
 class FillTracker:
     def __init__(
         self,
         store: OrderStore,
         sink: ExecutionEvents,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._store = store
         self._sink = sink
@@ -103,6 +149,21 @@ class FillTracker:
         #: cumulative commission already carried by emitted fills, per open order
         self._commission: dict[str, Decimal] = {}
         self._wake = asyncio.Event()
+        #: pushed updates waiting to be applied, in arrival order
+        self._pushed: list[tuple[BrokerPort, _Pushed]] = []
+        #: pushed updates of orders not tracked (yet), per client order id
+        self._early: dict[str, list[tuple[BrokerPort, _Pushed]]] = {}
+        #: venue execution id -> the fill's broker, for fees that come after their fill
+        self._executions: OrderedDict[str, Broker] = OrderedDict()
+
+    def listen_to(self, venue: BrokerPort) -> None:
+        """Subscribe to ``venue``'s pushed updates if it pushes any (``PushUpdates``)."""
+        if isinstance(venue, PushUpdates):
+            venue.subscribe(_Listener(self, venue))
+
+    def _push(self, venue: BrokerPort, update: _Pushed) -> None:
+        self._pushed.append((venue, update))
+        self._wake.set()
 
     def is_tracking(self, client_order_id: str) -> bool:
         return client_order_id in self._open
@@ -112,12 +173,19 @@ class FillTracker:
         return len(self._open)
 
     def observe(
-        self, order: Order, status: VenueOrderStatus, adapter: BrokerPort, outcome: BatchOutcome
+        self,
+        order: Order,
+        status: VenueOrderStatus,
+        adapter: BrokerPort,
+        outcome: BatchOutcome,
+        *,
+        venue_exec_id: str | None = None,
     ) -> Order:
         """Apply one venue status to ``order``: record fills and transitions in ``outcome``,
         keep tracking while open. Returns the order as now known."""
         cid = order.client_order_id
-        fill = derive_fill(order, status, self._commission.get(cid))
+        fill = derive_fill(order, status, self._commission.get(cid), venue_exec_id=venue_exec_id,
+                           at=outcome.now())
         if fill is not None:
             self._commission[cid] = self._commission.get(cid, Decimal(0)) + fill.commission
             outcome.fills.append(fill)
@@ -128,7 +196,8 @@ class FillTracker:
             if fill_state in _allowed(order):
                 # Fill-driven state is persisted by the fills writer together with the fill;
                 # here it only goes to the audit topic, so the two writers never race.
-                order = order.transition(fill_state, filled_quantity=filled, avg_fill_price=cost / filled)
+                order = order.transition(fill_state, filled_quantity=filled, avg_fill_price=cost / filled,
+                                         at=outcome.now())
                 outcome.record(order, previous, persist=False)
         order = self._apply_venue_state(order, status, outcome)
         venue_id = status.venue_order_id or order.venue_order_id
@@ -138,6 +207,10 @@ class FillTracker:
             self.forget(cid)
         else:
             self._track(order, adapter)
+            early = self._early.pop(cid, None)
+            if early:  # what the venue pushed before we knew the order: apply it next
+                self._pushed[:0] = early
+                self._wake.set()
         return order
 
     def _apply_venue_state(self, order: Order, status: VenueOrderStatus, outcome: BatchOutcome) -> Order:
@@ -154,7 +227,7 @@ class FillTracker:
     def _track(self, order: Order, adapter: BrokerPort) -> None:
         existing = self._open.get(order.client_order_id)
         interval = adapter.poll_interval
-        next_poll = existing.next_poll if existing else self._clock() + (interval or 0.0)
+        next_poll = existing.next_poll if existing else self._clock.monotonic() + (interval or 0.0)
         self._open[order.client_order_id] = _Tracked(order, adapter, next_poll)
         self._wake.set()
 
@@ -162,13 +235,70 @@ class FillTracker:
         self._open.pop(client_order_id, None)
         self._commission.pop(client_order_id, None)
 
+    async def apply_pushed(self) -> int:
+        """Apply every queued push (statuses, executions, fees) in one outcome; return how many.
+
+        An execution is one Fill with the venue's execution id, through the same cumulative
+        watermark as a polled status, so a repeat (or one a status already covered) adds
+        nothing. A fee for an execution applied in the same round rides on its fill; a fee that
+        comes later is recorded against the fill already emitted."""
+        if not self._pushed:
+            return 0
+        pushed, self._pushed = self._pushed, []
+        outcome = BatchOutcome(self._clock)
+        in_round: dict[str, int] = {}  # venue exec id -> index of its fill in outcome.fills
+        for venue, update in pushed:
+            if isinstance(update, VenueFee):
+                self._apply_fee(venue, update, outcome, in_round)
+                continue
+            tracked = self._open.get(update.client_order_id)
+            if tracked is None:
+                self._hold_early(venue, update)
+                continue
+            if isinstance(update, VenueExecution):
+                before = len(outcome.fills)
+                self.observe(tracked.order, update.as_status(), venue, outcome, venue_exec_id=update.exec_id)
+                if len(outcome.fills) > before:
+                    in_round[update.exec_id] = before
+                self._remember_execution(update.exec_id, tracked.order.broker)
+            else:
+                self.observe(tracked.order, update, venue, outcome)
+        await outcome.flush(self._store, self._sink)
+        return len(pushed)
+
+    def _apply_fee(self, venue: BrokerPort, fee: VenueFee, outcome: BatchOutcome, in_round: dict[str, int]) -> None:
+        index = in_round.get(fee.exec_id)
+        if index is not None:
+            fill = outcome.fills[index]
+            outcome.fills[index] = fill.model_copy(update={
+                "commission": fee.commission, "commission_asset": fee.commission_asset or fill.commission_asset})
+            self._commission[fill.client_order_id] = self._commission.get(fill.client_order_id, Decimal(0)) \
+                + fee.commission
+            return
+        broker = self._executions.get(fee.exec_id, venue.name)
+        outcome.fees.append(FillFee(broker, f"{broker}-{fee.exec_id}", fee.commission, fee.commission_asset))
+
+    def _hold_early(self, venue: BrokerPort, update: VenueOrderStatus | VenueExecution) -> None:
+        held = self._early.setdefault(update.client_order_id, [])
+        if len(held) < PENDING_PUSH_LIMIT:
+            held.append((venue, update))
+        else:
+            log.warning("order %s: dropping a pushed update for an order this executor does not track",
+                        update.client_order_id)
+
+    def _remember_execution(self, exec_id: str, broker: Broker) -> None:
+        self._executions[exec_id] = broker
+        self._executions.move_to_end(exec_id)
+        while len(self._executions) > RECENT_EXECUTIONS:
+            self._executions.popitem(last=False)
+
     async def poll_due(self) -> int:
         """Poll every order whose interval elapsed; return how many were due.
 
         Where several orders of one symbol are due at a venue that can list its open orders,
         one listing shows which of them did not change, and only the others are queried one by
         one: a thousand resting limits cost a call per symbol, not a thousand calls."""
-        now = self._clock()
+        now = self._clock.monotonic()
         due = [t for t in self._open.values()
                if t.adapter.poll_interval is not None and t.next_poll <= now]
         if not due:
@@ -177,7 +307,7 @@ class FillTracker:
             tracked.next_poll = now + (tracked.adapter.poll_interval or 0.0)
         unchanged = await self._unchanged(due)
         changed = [t for t in due if t.order.client_order_id not in unchanged]
-        outcome = BatchOutcome()
+        outcome = BatchOutcome(self._clock)
         results = await asyncio.gather(*(self._query(t) for t in changed))
         for tracked, status in zip(changed, results, strict=True):
             if status is not None:
@@ -216,16 +346,22 @@ class FillTracker:
             return None
 
     async def run(self, tick: float = 0.05) -> None:
-        """Poll loop for the executor's lifetime; sleeps while nothing polls."""
+        """The tracker's task for the executor's lifetime: applies pushed updates as they come
+        and polls what is due; sleeps while nothing is pushed and nothing polls."""
         while True:
-            if not any(t.adapter.poll_interval is not None for t in self._open.values()):
+            polling = any(t.adapter.poll_interval is not None for t in self._open.values())
+            if not self._pushed:
                 self._wake.clear()
-                await self._wake.wait()
+                if polling:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), tick)
+                else:
+                    await self._wake.wait()
             try:
+                await self.apply_pushed()
                 await self.poll_due()
             except Exception:
-                log.exception("fill tracker poll failed; continuing")
-            await asyncio.sleep(tick)
+                log.exception("fill tracker round failed; continuing")
 
 
 def _allowed(order: Order) -> frozenset[OrderState]:

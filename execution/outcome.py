@@ -2,26 +2,34 @@
 
 State changes are made durable first (the database is the source of truth for reconcile),
 then fills and order events go to their topics. Collecting them lets one batch of orders cost
-one database round trip and one produce call per topic, not one per order.
+one database round trip and one produce call per topic, not one per order. Every timestamp it
+puts on an order or event comes from the pipeline's clock (execution/clock.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from execution.ports import ExecutionEvents, OrderStore
-from schemas import Fill, Order, OrderEvent, OrderState, utcnow
+from execution.clock import SYSTEM_CLOCK, Clock
+from execution.ports import ExecutionEvents, FillFee, OrderStore
+from schemas import Fill, Order, OrderEvent, OrderState
 
 
 @dataclass
 class BatchOutcome:
+    clock: Clock = SYSTEM_CLOCK
     transitions: list[tuple[Order, OrderEvent]] = field(default_factory=list)
     fills: list[Fill] = field(default_factory=list)
     events: list[OrderEvent] = field(default_factory=list)
+    fees: list[FillFee] = field(default_factory=list)
+
+    def now(self) -> datetime:
+        return self.clock.now()
 
     def transition(self, order: Order, new_state: OrderState, reason: str = "", **changes: object) -> Order:
         """Move ``order`` to ``new_state`` and record it for persistence and the audit topic."""
-        moved = order.transition(new_state, reason, **changes)
+        moved = order.transition(new_state, reason, at=self.now(), **changes)
         self.record(moved, order.state, persist=True)
         return moved
 
@@ -33,14 +41,16 @@ class BatchOutcome:
 
     def note(self, order: Order, reason: str) -> None:
         """An audit event without a state change (e.g. "venue unreachable, will ask again")."""
-        noted = order.model_copy(update={"reason": reason, "updated_at": utcnow()})
+        noted = order.model_copy(update={"reason": reason, "updated_at": self.now()})
         self.events.append(OrderEvent.of(noted, order.state))
 
     async def flush(self, store: OrderStore, sink: ExecutionEvents) -> None:
         if self.transitions:
             await store.save_transitions(self.transitions)
+        if self.fees:
+            await store.record_fees(self.fees)
         if self.fills:
             await sink.fills(self.fills)
         if self.events:
             await sink.order_events(self.events)
-        self.transitions, self.fills, self.events = [], [], []
+        self.transitions, self.fills, self.events, self.fees = [], [], [], []

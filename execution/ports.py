@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
@@ -78,10 +79,80 @@ class VenueOrderStatus:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class VenueExecution:
+    """One execution a venue pushes (IB ``execDetails``), with the venue's own execution id.
+
+    It carries the order's cumulative totals after it (IB's ``cumQty``/``avgPrice``), so the
+    FillTracker applies it with the same watermark as a polled status: an execution that arrives
+    twice, or after a status that already covered it, adds nothing. The fee may come with it or
+    later, on its own (``VenueFee``: IB sends ``commissionReport`` separately)."""
+
+    client_order_id: str
+    exec_id: str
+    venue_order_id: str | None
+    cumulative_quantity: Decimal
+    avg_fill_price: Decimal
+    commission: Decimal | None = None
+    commission_asset: str | None = None
+    ts: datetime | None = None
+
+    def as_status(self) -> VenueOrderStatus:
+        return VenueOrderStatus(
+            client_order_id=self.client_order_id,
+            venue_order_id=self.venue_order_id,
+            state=OrderState.PARTIALLY_FILLED,
+            filled_quantity=self.cumulative_quantity,
+            avg_fill_price=self.avg_fill_price,
+            commission=self.commission or Decimal(0),
+            commission_asset=self.commission_asset,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VenueFee:
+    """The fee of one pushed execution, reported after it (IB ``commissionReport``)."""
+
+    exec_id: str
+    commission: Decimal
+    commission_asset: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FillFee:
+    """A fee recorded against a fill already emitted: ``(broker, exec_id)`` names the fill.
+    Recording it again sets the same value (idempotent)."""
+
+    broker: Broker
+    exec_id: str
+    commission: Decimal
+    commission_asset: str | None = None
+
+
+class UpdateListener(Protocol):
+    """Where a push venue delivers order progress (the FillTracker implements it). The calls
+    are synchronous and cheap (they only queue), so a venue may call them from its own event
+    callbacks."""
+
+    def on_status(self, status: VenueOrderStatus) -> None: ...
+
+    def on_execution(self, execution: VenueExecution) -> None: ...
+
+    def on_fee(self, fee: VenueFee) -> None: ...
+
+
+@runtime_checkable
+class PushUpdates(Protocol):
+    """Capability of venues that push order updates (IBKR ``orderStatusEvent``/``execDetailsEvent``)."""
+
+    def subscribe(self, listener: UpdateListener) -> None: ...
+
+
 @runtime_checkable
 class BrokerPort(Protocol):
-    """One venue. ``place`` returns the venue's first answer; fills arrive via ``query``
-    (polling venues) or the tracker's ``on_update`` callback (event-driven venues)."""
+    """One venue. ``place`` returns the venue's first answer; later progress arrives by polling
+    ``query`` (``poll_interval`` set) or, for venues that also implement ``PushUpdates``, by the
+    updates they push to the FillTracker."""
 
     name: Broker
     #: seconds between status polls for open orders; None for push-only venues.
@@ -132,6 +203,10 @@ class OrderStore(Protocol):
         """Every non-terminal order currently placed at ``broker`` (for reconcile on start)."""
         ...
 
+    async def record_fees(self, fees: Sequence[FillFee]) -> None:
+        """Record fees reported after their fills were emitted; idempotent per ``(broker, exec_id)``."""
+        ...
+
 
 class FillStore(Protocol):
     async def apply_fills(self, fills: Sequence[Fill]) -> list[Fill]:
@@ -166,7 +241,7 @@ class PlacementLike(Protocol):
 
 
 class BrokerGateway(Protocol):
-    """Steps 3-4 with the fallback policy (implemented by ``adapters.composite``)."""
+    """Steps 3-4 with the fallback policy (implemented by ``execution.fallback``)."""
 
     @property
     def name(self) -> Broker: ...

@@ -16,6 +16,10 @@ from typing import TypeVar
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+#: jitter's random source when the caller hands none; a replay or a test hands a seeded one
+#: (``execution.clock.seeded_random``) so its retry timings repeat exactly
+_DEFAULT_RNG = random.Random()
+
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
@@ -25,10 +29,10 @@ class Backoff:
     cap: float = 2.0
     jitter: float = 0.2
 
-    def delay(self, attempt: int) -> float:
-        """Delay before retry number ``attempt`` (1-based), capped and jittered."""
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Delay before retry number ``attempt`` (1-based), capped and jittered by ``rng``."""
         raw = min(self.cap, self.base * self.factor ** (attempt - 1))
-        return raw * (1 + random.uniform(-self.jitter, self.jitter))
+        return raw * (1 + (rng or _DEFAULT_RNG).uniform(-self.jitter, self.jitter))
 
 
 async def retry_async(
@@ -39,6 +43,7 @@ async def retry_async(
     retry_after: Callable[[BaseException], float | None] = lambda _exc: None,
     what: str = "call",
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    rng: random.Random | None = None,
 ) -> T:
     """Run ``call`` until it succeeds, a non-transient error is raised, or attempts run out."""
     for attempt in range(1, backoff.attempts + 1):
@@ -47,7 +52,7 @@ async def retry_async(
         except transient as exc:
             if attempt == backoff.attempts:
                 raise
-            wait = retry_after(exc) or backoff.delay(attempt)
+            wait = retry_after(exc) or backoff.delay(attempt, rng)
             log.warning("%s failed (%s: %s); retry %d/%d in %.3fs", what, type(exc).__name__,
                         exc, attempt, backoff.attempts - 1, wait)
             await sleep(wait)
@@ -64,6 +69,7 @@ async def until_done(
     transient: tuple[type[BaseException], ...],
     other_attempts: int = 3,
     backoff: Backoff = FOREVER,
+    rng: random.Random | None = None,
 ) -> None:
     """Retry an infrastructure step (a database write, a publish) until it succeeds.
 
@@ -85,4 +91,4 @@ async def until_done(
             if attempt >= other_attempts:
                 raise
             log.exception("%s failed (attempt %d/%d)", what, attempt, other_attempts)
-        await asyncio.sleep(backoff.delay(attempt))
+        await asyncio.sleep(backoff.delay(attempt, rng))

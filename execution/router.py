@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+from execution.clock import SYSTEM_CLOCK, Clock
 from execution.mapper import ExchangeMapper
 from schemas import AssetClass, Broker, OrderRequest, Signal
 
@@ -37,8 +38,10 @@ class BrokerRouter:
         *,
         force_paper: bool = False,
         mapper: ExchangeMapper | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._live = frozenset(live_brokers) - {Broker.PAPER}
+        self._clock = clock
         self._force_paper = force_paper
         self._mapper = mapper or ExchangeMapper()
 
@@ -65,4 +68,5 @@ class BrokerRouter:
             broker=decision.broker,
             reason=decision.reason,
             rerouted_from=decision.rerouted_from,
+            at=self._clock.now(),
         )

@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from execution.clock import SYSTEM_CLOCK, Clock
 from execution.fill_tracker import FillTracker
 from execution.outcome import BatchOutcome
 from execution.ports import (
@@ -27,7 +28,7 @@ from execution.ports import (
     VenueOrderStatus,
 )
 from execution.risk import PreTradeLimits
-from schemas import Order, OrderRequest, OrderState, utcnow
+from schemas import Order, OrderRequest, OrderState
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,10 @@ class ExecutionService:
         sink: ExecutionEvents,
         tracker: FillTracker,
         limits: PreTradeLimits,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.broker = broker
+        self.clock = clock
         self.store = store
         self.sink = sink
         self.tracker = tracker
@@ -69,7 +72,8 @@ class ExecutionService:
 
     async def handle(self, requests: Sequence[OrderRequest]) -> list[Order]:
         """Run steps 1-4 for a batch; returns each order as it stands after placement."""
-        orders = [Order.from_request(r) for r in requests]                       # step 1
+        now = self.clock.now()
+        orders = [Order.from_request(r, at=now) for r in requests]               # step 1
         unique = list({o.client_order_id: o for o in orders}.values())
         ids = {o.client_order_id for o in unique} - self._inflight
         unique = [o for o in unique if o.client_order_id in ids]
@@ -78,7 +82,7 @@ class ExecutionService:
             inserted = await self.store.insert_orders(unique)                    # step 2
             fresh = [o for o in unique if o.client_order_id in inserted]
             redelivered = [o.client_order_id for o in unique if o.client_order_id not in inserted]
-            outcome = BatchOutcome()
+            outcome = BatchOutcome(self.clock)
             to_place = fresh + await self._resume(redelivered, outcome)
             placed = await self._place_all(to_place, outcome)
             await outcome.flush(self.store, self.sink)
@@ -102,7 +106,7 @@ class ExecutionService:
 
     async def _reconcile(self, orders: Sequence[Order]) -> ReconcileReport:
         orders = [o for o in orders if o.client_order_id not in self._inflight]
-        outcome = BatchOutcome()
+        outcome = BatchOutcome(self.clock)
         replace = await self._resume([o.client_order_id for o in orders], outcome, known=orders)
         await self._place_all(replace, outcome)
         await outcome.flush(self.store, self.sink)
@@ -193,6 +197,6 @@ class ExecutionService:
             # re-placed by reconcile after the venue lost it (paper after a restart): already
             # SUBMITTED here, so record the new placement without a (forbidden) self-transition
             submitted = placed.model_copy(update={
-                "venue_order_id": status.venue_order_id or placed.venue_order_id, "updated_at": utcnow()})
+                "venue_order_id": status.venue_order_id or placed.venue_order_id, "updated_at": outcome.now()})
             outcome.record(submitted, placed.state, persist=True)
         return self.tracker.observe(submitted, status, placement.adapter, outcome)

@@ -131,7 +131,10 @@ class OrderRequest(OrderIntent):
         broker: Broker,
         reason: str,
         rerouted_from: Broker | None = None,
+        at: datetime | None = None,
     ) -> OrderRequest:
+        """``at`` is the routing time on the pipeline's clock (execution/clock.py); the wall
+        clock only when a caller outside the pipeline leaves it out."""
         data = signal.model_dump()
         data.update(
             client_order_id=signal.client_order_id,
@@ -139,6 +142,7 @@ class OrderRequest(OrderIntent):
             broker=broker,
             route_reason=reason,
             rerouted_from=rerouted_from,
+            routed_at=at or utcnow(),
         )
         return cls.model_validate(data)
 
@@ -159,15 +163,23 @@ class Order(OrderRequest):
     updated_at: datetime = Field(default_factory=utcnow)
 
     @classmethod
-    def from_request(cls, request: OrderRequest) -> Order:
-        return cls.model_validate({**request.model_dump(), "reason": request.route_reason})
+    def from_request(cls, request: OrderRequest, *, at: datetime | None = None) -> Order:
+        """Step 1 (create_order); ``at`` is the creation time on the pipeline's clock."""
+        now = at or utcnow()
+        return cls.model_validate(
+            {**request.model_dump(), "reason": request.route_reason, "created_at": now, "updated_at": now})
 
     @property
     def remaining(self) -> Decimal:
         return self.quantity - self.filled_quantity
 
-    def transition(self, new_state: OrderState, reason: str = "", **changes: Any) -> Order:
-        """Return the order in ``new_state``; raise ``IllegalTransition`` if the machine forbids it."""
+    def transition(
+        self, new_state: OrderState, reason: str = "", *, at: datetime | None = None, **changes: Any
+    ) -> Order:
+        """Return the order in ``new_state``; raise ``IllegalTransition`` if the machine forbids it.
+
+        ``at`` stamps ``updated_at``: the pipeline always passes its clock's time (a replay runs
+        on recorded time); the wall clock is only the fallback for callers outside it."""
         if new_state not in ALLOWED_TRANSITIONS[self.state]:
             raise IllegalTransition(self.client_order_id, self.state, new_state)
         return self.model_copy(
@@ -175,14 +187,14 @@ class Order(OrderRequest):
                 **changes,
                 "state": new_state,
                 "reason": reason or self.reason,
-                "updated_at": utcnow(),
+                "updated_at": at or utcnow(),
             }
         )
 
-    def rerouted(self, to: Broker, reason: str) -> Order:
+    def rerouted(self, to: Broker, reason: str, *, at: datetime | None = None) -> Order:
         """The same order moved to another broker before placement (state stays PENDING)."""
         return self.model_copy(
-            update={"broker": to, "rerouted_from": self.broker, "reason": reason, "updated_at": utcnow()}
+            update={"broker": to, "rerouted_from": self.broker, "reason": reason, "updated_at": at or utcnow()}
         )
 
 

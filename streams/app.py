@@ -1,7 +1,10 @@
 """The Faust application: topics, tuned consumer, and the agents this worker runs.
 
 ``build_app`` is a factory (not an import-time global) so the CLI, tests and benchmarks can build
-an app from explicit Settings; ``streams.cli`` exposes it through Faust's own ``app.main()``.
+an app from explicit Settings and a composition (``streams/bootstrap.py``) of their choosing;
+``streams.cli`` exposes it through Faust's own ``app.main()``. Agents are handed narrow parts of
+the composition (a router, an executor's parts, the fill sinks, the topics they use), never the
+app's composition itself.
 """
 
 from __future__ import annotations
@@ -14,34 +17,35 @@ from typing import Any
 import faust
 from faust.types import TopicT, TransportT
 
-from schemas import Broker
+from agents.parts import AgentTopics
 from streams import topics, transport
-from streams.runtime import Runtime
+from streams.bootstrap import Bootstrap
 from streams.settings import Settings, WorkerRole, get_settings
 
 log = logging.getLogger(__name__)
 
 
-class StreamTopics:
+def stream_topics(app: faust.App, partitions: int) -> AgentTopics:
     """The app's topic objects, created with the configured partition count (Kafka can't shrink
     partitions and Tansu can't add them, so the count is fixed at creation)."""
 
-    def __init__(self, app: faust.App, partitions: int) -> None:
-        def topic(name: str) -> TopicT:
-            return app.topic(name, partitions=partitions, key_type=bytes, value_type=bytes,
-                             key_serializer="raw", value_serializer="raw")
+    def topic(name: str) -> TopicT:
+        return app.topic(name, partitions=partitions, key_type=bytes, value_type=bytes,
+                         key_serializer="raw", value_serializer="raw")
 
-        self.signals = topic(topics.SIGNALS)
-        self.orders: dict[Broker, TopicT] = {b: topic(name) for b, name in topics.ORDER_TOPICS.items()}
-        self.order_events = topic(topics.ORDER_EVENTS)
-        self.fills = topic(topics.FILLS)
-        self.nav_quotes = topic(topics.NAV_QUOTES)
-        self.dlq = topic(topics.DLQ)
+    return AgentTopics(
+        signals=topic(topics.SIGNALS),
+        orders={b: topic(name) for b, name in topics.ORDER_TOPICS.items()},
+        order_events=topic(topics.ORDER_EVENTS),
+        fills=topic(topics.FILLS),
+        nav_quotes=topic(topics.NAV_QUOTES),
+        dlq=topic(topics.DLQ),
+    )
 
 
 class ExecutionApp(faust.App):
-    runtime: Runtime
-    streams: StreamTopics
+    bootstrap: Bootstrap
+    streams: AgentTopics
 
     def _new_transport(self) -> TransportT:
         return transport.TunedTransport(self.conf.broker_consumer, self)
@@ -57,11 +61,14 @@ class ExecutionApp(faust.App):
 
     async def on_stop(self) -> None:
         await super().on_stop()
-        await self.runtime.close()
+        await self.bootstrap.close()
 
 
-def build_app(settings: Settings | None = None, **overrides: Any) -> ExecutionApp:
-    settings = settings or get_settings()
+def build_app(
+    settings: Settings | None = None, *, bootstrap: Bootstrap | None = None, **overrides: Any
+) -> ExecutionApp:
+    """The worker's app: ``bootstrap`` is the composition (production defaults when omitted)."""
+    settings = settings or (bootstrap.settings if bootstrap is not None else get_settings())
     _use_event_loop(settings.event_loop)
     transport.FETCH_MAX_WAIT_MS = settings.fetch_max_wait_ms
     app = ExecutionApp(
@@ -80,19 +87,21 @@ def build_app(settings: Settings | None = None, **overrides: Any) -> ExecutionAp
         autodiscover=False,
         **overrides,
     )
-    app.runtime = Runtime(settings)
-    app.streams = StreamTopics(app, settings.topic_partitions)
+    app.bootstrap = composition = bootstrap or Bootstrap(settings)
+    app.streams = streams = stream_topics(app, settings.topic_partitions)
 
     from agents import executor, fills, router
+    from agents.batches import BatchLimits
 
+    limits = BatchLimits(settings.batch_max, settings.batch_window)
     roles = set(settings.worker_roles)
     if WorkerRole.ROUTER in roles:
-        router.register(app)
+        router.register(app, streams, composition.router())
     if WorkerRole.EXECUTORS in roles:
         for broker in settings.executor_brokers():
-            executor.register(app, broker)
+            executor.register(app, streams, broker, composition.executor(broker), limits)
     if WorkerRole.FILLS in roles:
-        fills.register(app)
+        fills.register(app, streams, composition.fill_sinks(), limits)
     log.info("app %s: roles=%s brokers=%s", app.conf.id, sorted(roles), settings.executor_brokers())
     return app
 

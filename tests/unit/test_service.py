@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from adapters.composite import CompositeBrokerAdapter
+from execution.fallback import CompositeBrokerAdapter
 from adapters.paper import PaperAdapter
 from execution.breaker import BreakerState, CircuitBreaker
 from execution.fill_tracker import FillTracker

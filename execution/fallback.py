@@ -1,4 +1,6 @@
-"""CompositeBrokerAdapter: one live venue with the PaperAdapter behind it.
+"""The paper-fallback policy: one live venue with the PaperAdapter behind it (CompositeBrokerAdapter).
+
+Pure policy over ports (no I/O of its own), so it lives in the core and is unit-tested with fakes.
 
 This is where "no order is ever silently dropped" is enforced at placement time: when the live
 venue is forced off (FORCE_PAPER_TRADING), missing, unhealthy, behind an open circuit breaker,
@@ -9,11 +11,10 @@ or fails in transport while placing, the order moves to paper and carries the re
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from execution.breaker import CircuitBreaker
+from execution.clock import SYSTEM_CLOCK, Clock
 from execution.ports import BrokerPort, BrokerUnavailable, OrderRejected, PlacementUnknown, VenueOrderStatus
 from schemas import Broker, Order
 
@@ -38,7 +39,7 @@ class CompositeBrokerAdapter:
         *,
         force_paper: bool = False,
         health_ttl: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.live = live
         self.paper = paper
@@ -77,7 +78,7 @@ class CompositeBrokerAdapter:
         """Step 4. Raises ``OrderRejected`` when the venue (or paper) refuses the order."""
         adapter = self.adapter_for(order.broker)
         if adapter is not self.paper and gateway is self.paper:
-            order, adapter = order.rerouted(Broker.PAPER, reason), self.paper
+            order, adapter = order.rerouted(Broker.PAPER, reason, at=self._clock.now()), self.paper
         try:
             status = await adapter.place(order)
         except PlacementUnknown as exc:  # may be working at the venue: never place it elsewhere
@@ -92,8 +93,9 @@ class CompositeBrokerAdapter:
             self._health = None
             log.warning("%s unavailable placing %s (%s); rerouting to paper",
                         adapter.name, order.client_order_id, exc)
-            return await self.place(order.rerouted(Broker.PAPER, f"{adapter.name} unavailable: {exc}"),
-                                    self.paper, "")
+            return await self.place(
+                order.rerouted(Broker.PAPER, f"{adapter.name} unavailable: {exc}", at=self._clock.now()),
+                self.paper, "")
         except OrderRejected as exc:
             if adapter is not self.paper:
                 self.breaker.record_success()  # the venue answered: transport is healthy
@@ -105,7 +107,7 @@ class CompositeBrokerAdapter:
 
     async def _healthy(self, live: BrokerPort) -> tuple[bool, bool]:
         """(healthy, whether this was a fresh check rather than the cached answer)."""
-        now = self._clock()
+        now = self._clock.monotonic()
         if self._health is not None and now - self._health[0] < self._health_ttl:
             return self._health[1], False
         try:

@@ -1,0 +1,46 @@
+"""What agents are handed: the narrow parts of the composition each one needs.
+
+The composition root (``streams/bootstrap.py``) builds these; an agent never sees the app's
+composition, settings or other agents' parts, so agents depend on the core and these values only.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from faust.types import TopicT
+
+from execution.ports import ExecutionEvents, FillPublisher, FillStore
+from execution.service import ExecutionService
+from schemas import Broker
+
+
+@dataclass(frozen=True, slots=True)
+class AgentTopics:
+    signals: TopicT
+    orders: Mapping[Broker, TopicT]
+    order_events: TopicT
+    fills: TopicT
+    nav_quotes: TopicT
+    dlq: TopicT
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorParts:
+    """What one executor agent needs: its service (built on first use), what to retry, and the
+    random source of the retries' jitter."""
+
+    service: Callable[[ExecutionEvents], Awaitable[ExecutionService]]
+    transient: tuple[type[BaseException], ...]
+    rng: random.Random
+
+
+@dataclass(frozen=True, slots=True)
+class FillSinks:
+    """What the fills agents need: the store (steps 6-7) and the publisher (step 8)."""
+
+    store: Callable[[], Awaitable[FillStore]]
+    publisher: Callable[[], Awaitable[FillPublisher]]
+    transient: tuple[type[BaseException], ...]

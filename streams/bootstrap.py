@@ -1,0 +1,229 @@
+"""The composition root: builds the pipeline from the parts it is *handed*.
+
+``Bootstrap`` is given the settings, the clock, the venue registry, and factories for the
+order/fill store and the fill publisher; each has a production default (wall clock, the
+registered venue plug-ins read from their own environment prefixes, TimescaleStore, Redis). Tests
+and replays hand it other parts (a ManualClock, an in-memory store and publisher, a registry of
+fake or paper venues) and get the same pipeline composed differently.
+
+Parts are built lazily, once, by whichever agent needs them first: a worker that runs only the
+router never opens a database pool, an executor-only worker never connects to Redis, and a
+router-only worker never imports a venue's client library.
+
+Agents receive narrow interfaces from it (``ExecutorParts``, ``FillSinks``, a ``BrokerRouter``),
+never the Bootstrap itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from adapters.paper import PaperAdapter, SlippageModel
+from adapters.registry import VenueRegistry, default_registry
+from adapters.venue import VenuePlugin
+from agents.parts import ExecutorParts, FillSinks
+from execution.breaker import BreakerState, CircuitBreaker
+from execution.clock import SYSTEM_CLOCK, Clock
+from execution.fallback import CompositeBrokerAdapter
+from execution.fill_tracker import FillTracker
+from execution.ports import BrokerPort, ExecutionEvents, FillPublisher, FillStore, MarketDataPort, OrderStore
+from execution.prices import QuotesByAssetClass
+from execution.risk import PreTradeLimits
+from execution.router import BrokerRouter
+from execution.service import ExecutionService
+from schemas import AssetClass, Broker
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Store(OrderStore, FillStore, Protocol):
+    """What the pipeline needs of its database: orders (executors) and fills (fills writer)."""
+
+    async def close(self) -> None: ...
+
+
+class ClosablePublisher(FillPublisher, Protocol):
+    async def close(self) -> None: ...
+
+
+StoreFactory = Callable[[Settings], Awaitable[Store]]
+PublisherFactory = Callable[[Settings], Awaitable[ClosablePublisher]]
+
+
+async def timescale_store(settings: Settings) -> Store:
+    """Production default: TimescaleDB/PostgreSQL at ``DATABASE_URL``, migrations applied."""
+    from adapters.timescale import TimescaleStore
+
+    store = TimescaleStore(settings.database_url)
+    await store.start()
+    return store
+
+
+async def redis_publisher(settings: Settings) -> ClosablePublisher:
+    """Production default: Redis pub/sub at ``REDIS_URL``."""
+    from adapters.redis_bus import RedisFillPublisher
+
+    return RedisFillPublisher.from_url(settings.redis_url)
+
+
+def infrastructure_errors() -> tuple[type[BaseException], ...]:
+    """Failures worth waiting out (the database or Redis restarting), as opposed to bugs."""
+    from adapters.redis_bus import TRANSIENT_ERRORS as BUS_TRANSIENT_ERRORS
+    from adapters.timescale import TRANSIENT_ERRORS as STORE_TRANSIENT_ERRORS
+
+    return (OSError, TimeoutError, *STORE_TRANSIENT_ERRORS, *BUS_TRANSIENT_ERRORS)
+
+
+@dataclass(frozen=True, slots=True)
+class VenueSet:
+    """The live venues of this composition and the prices they offer paper."""
+
+    live: Mapping[Broker, BrokerPort]
+    prices: QuotesByAssetClass
+
+    @classmethod
+    def of(cls, venues: Mapping[Broker, tuple[BrokerPort, MarketDataPort | None, frozenset[AssetClass]]]) -> VenueSet:
+        return cls(
+            live={broker: port for broker, (port, _, _) in venues.items()},
+            prices=QuotesByAssetClass([(classes, md) for _, md, classes in venues.values()
+                                       if md is not None and classes]),
+        )
+
+
+class Bootstrap:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        registry: VenueRegistry | None = None,
+        store: StoreFactory = timescale_store,
+        publisher: PublisherFactory = redis_publisher,
+        transient: tuple[type[BaseException], ...] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.registry = registry if registry is not None else default_registry()
+        self._store_factory = store
+        self._publisher_factory = publisher
+        self._transient = transient
+        self.rng = rng or random.Random(settings.random_seed)
+        self._lock = asyncio.Lock()
+        self._store: Store | None = None
+        self._publisher: ClosablePublisher | None = None
+        self._venues: VenueSet | None = None
+        self._services: dict[Broker, ExecutionService] = {}
+        self._closers: list[Callable[[], Awaitable[Any]]] = []
+        self.breakers: dict[Broker, CircuitBreaker] = {}
+        self._enabled = {p.broker: (p, s) for p in self.registry if (s := p.settings()).enabled}
+
+    # -- what the agents are handed ----------------------------------------------------------
+
+    def router(self) -> BrokerRouter:
+        return BrokerRouter(self.live_brokers(), force_paper=self.settings.force_paper_trading, clock=self.clock)
+
+    def executor(self, broker: Broker) -> ExecutorParts:
+        async def service(sink: ExecutionEvents) -> ExecutionService:
+            return await self.service(broker, sink)
+
+        return ExecutorParts(service=service, transient=self.transient_errors(), rng=self.rng)
+
+    def fill_sinks(self) -> FillSinks:
+        return FillSinks(store=self.store, publisher=self.publisher, transient=self.transient_errors())
+
+    # -- the parts ---------------------------------------------------------------------------
+
+    def live_brokers(self) -> set[Broker]:
+        """Venues this deployment has enabled (static, no I/O)."""
+        return set(self._enabled)
+
+    def plugins(self) -> Sequence[VenuePlugin[Any]]:
+        return [plugin for plugin, _ in self._enabled.values()]
+
+    def transient_errors(self) -> tuple[type[BaseException], ...]:
+        return self._transient if self._transient is not None else infrastructure_errors()
+
+    async def store(self) -> Store:
+        async with self._lock:
+            if self._store is None:
+                store = await self._store_factory(self.settings)
+                self._closers.append(store.close)
+                self._store = store
+            return self._store
+
+    async def publisher(self) -> ClosablePublisher:
+        async with self._lock:
+            if self._publisher is None:
+                publisher = await self._publisher_factory(self.settings)
+                self._closers.append(publisher.close)
+                self._publisher = publisher
+            return self._publisher
+
+    async def venues(self) -> VenueSet:
+        async with self._lock:
+            if self._venues is None:
+                self._venues = await self._connect_venues()
+            return self._venues
+
+    async def _connect_venues(self) -> VenueSet:
+        built: dict[Broker, tuple[BrokerPort, MarketDataPort | None, frozenset[AssetClass]]] = {}
+        for broker, (plugin, settings) in self._enabled.items():
+            parts = plugin.build(settings, self.clock)  # a configuration error stops the worker, loudly
+            try:
+                await parts.broker.connect()
+            except Exception as exc:  # visible, and orders still flow (to paper, with the reason)
+                log.error("connecting %s failed: %r; its orders go to paper until it recovers", broker, exc)
+            self._closers.append(parts.broker.close)
+            built[broker] = (parts.broker, parts.market_data, plugin.priced_classes)
+        return VenueSet.of(built)
+
+    async def service(self, broker: Broker, sink: ExecutionEvents) -> ExecutionService:
+        if broker in self._services:
+            return self._services[broker]
+        store = await self.store()
+        venues = await self.venues()
+        paper = PaperAdapter(SlippageModel(self.settings.paper_slippage), venues.prices or None)
+        breaker = CircuitBreaker(
+            str(broker),
+            failure_threshold=self.settings.breaker_failure_threshold,
+            cooldown=self.settings.breaker_cooldown,
+            clock=self.clock,
+            on_change=_log_breaker,
+        )
+        self.breakers[broker] = breaker
+        live = venues.live.get(broker)
+        composite = CompositeBrokerAdapter(
+            live, paper, breaker, force_paper=self.settings.force_paper_trading, clock=self.clock
+        )
+        tracker = FillTracker(store, sink, clock=self.clock)
+        if live is not None:
+            tracker.listen_to(live)
+        service = ExecutionService(
+            broker=composite,
+            store=store,
+            sink=sink,
+            tracker=tracker,
+            limits=PreTradeLimits(self.settings.max_order_quantity, self.settings.max_order_notional),
+            clock=self.clock,
+        )
+        self._services[broker] = service
+        return service
+
+    async def close(self) -> None:
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                await closer()
+            except Exception:
+                log.exception("closing a composition part failed")
+
+
+def _log_breaker(name: str, state: BreakerState, reason: str) -> None:
+    log.warning("BREAKER %s is now %s: %s", name, state, reason)
