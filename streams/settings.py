@@ -8,7 +8,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import Broker
@@ -18,21 +18,6 @@ class WorkerRole(StrEnum):
     ROUTER = "router"
     EXECUTORS = "executors"
     FILLS = "fills"
-
-
-class BinanceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BINANCE_", extra="ignore")
-
-    enabled: bool = False
-    api_key: SecretStr = SecretStr("")
-    api_secret: SecretStr = SecretStr("")
-    #: None = production; set to the testnet or a simulator's http://host:port
-    base_url: str | None = None
-    poll_interval: float = 3.0
-    recv_window_ms: int = 5000
-    timeout_ms: int = 10_000
-    #: ccxt's client-side pacing per request weight unit; None = ccxt's Binance default (50 ms)
-    rate_limit_ms: float | None = None
 
 
 class Settings(BaseSettings):
@@ -71,8 +56,6 @@ class Settings(BaseSettings):
 
     breaker_failure_threshold: int = Field(5, alias="BREAKER_FAILURE_THRESHOLD")
     breaker_cooldown: float = Field(30.0, alias="BREAKER_COOLDOWN")
-
-    binance: BinanceSettings = Field(default_factory=BinanceSettings)
 
     def executor_brokers(self) -> list[Broker]:
         return list(self.worker_brokers or Broker)

@@ -10,15 +10,12 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from adapters.binance import (
-    CCXT_LOGGER,
-    BinanceAdapter,
-    BinanceConfig,
-    OrderStateUnknown,
-    order_state,
-    parse_order,
-    to_ccxt_symbol,
-)
+from adapters.binance import PLUGIN
+from adapters.binance.client import CCXT_LOGGER
+from adapters.binance.errors import OrderStateUnknown
+from adapters.binance.execution import BinanceAdapter
+from adapters.binance.parsing import order_state, parse_order, to_ccxt_symbol
+from execution.clock import ManualClock
 from execution.ports import BrokerPort, BrokerUnavailable, OrderRejected, VenueOrderStatus
 from schemas import AssetClass, Broker, Order, OrderState, OrderType, Side, TimeInForce, client_order_id_for
 from tests.fixtures.binance import SIM_API_KEY, SIM_API_SECRET, binance_test_config
@@ -106,20 +103,6 @@ def test_parse_order_keeps_exact_decimals_and_original_client_id():
     assert status.state is OrderState.CANCELLED
 
 
-def test_config_from_env_and_settings_keeps_secrets_secret():
-    from streams.settings import BinanceSettings
-
-    cfg = BinanceConfig.from_env(
-        {"BINANCE_API_KEY": "k-123456", "BINANCE_API_SECRET": "s-abcdef", "BINANCE_BASE_URL": "http://x:1",
-         "BINANCE_POLL_INTERVAL": "0.5"}
-    )
-    assert cfg.api_secret.get_secret_value() == "s-abcdef" and cfg.poll_interval == 0.5
-    assert "s-abcdef" not in repr(cfg) and "k-123456" not in repr(cfg)
-    settings = BinanceSettings(api_key=SecretStr("k"), api_secret=SecretStr("s"), poll_interval=1.5)
-    from_settings = BinanceConfig.from_settings(settings)
-    assert from_settings.poll_interval == 1.5 and from_settings.base_url is None
-
-
 # -- connection and health -------------------------------------------------------------------
 
 
@@ -152,6 +135,48 @@ async def test_one_shared_ccxt_client_per_process_and_credentials(binance_sim):
 async def test_health_check_false_when_venue_down(binance_adapter, binance_sim):
     await binance_sim.stop()
     assert await binance_adapter.health_check() is False
+
+
+# -- the plug-in ------------------------------------------------------------------------------
+
+
+async def test_plugin_builds_one_adapter_for_orders_and_prices(binance_sim):
+    parts = PLUGIN.build(binance_test_config(binance_sim.base_url), ManualClock())
+    assert isinstance(parts.broker, BinanceAdapter) and parts.market_data is parts.broker
+    await parts.broker.connect()
+    try:
+        assert await parts.broker.health_check() is True
+        _, ask = binance_sim.engine.bid_ask("BTCUSDT")
+        quote = await parts.market_data.quote("BTC-USDT")
+        assert quote is not None and quote.ask == ask
+        order = make_order(quantity="0.01")
+        status = await parts.broker.place(order)
+        assert status.state is OrderState.FILLED and status.avg_fill_price == ask
+        assert must(await parts.broker.query(order)).filled_quantity == D("0.01")
+    finally:
+        await parts.broker.close()
+
+
+async def test_credential_rechecks_follow_the_handed_clock(binance_sim):
+    clock = ManualClock()
+    config = binance_test_config(binance_sim.base_url, api_secret=SecretStr("wrong-secret-0a1b"),
+                                 auth_recheck_interval=30.0)
+    adapter = PLUGIN.build(config, clock).broker
+    await adapter.connect()
+
+    def account_calls() -> int:
+        return int(binance_sim.stats.by_endpoint.get("GET /api/v3/account", 0))
+
+    try:
+        probed = account_calls()
+        assert probed >= 1  # connect verified the credentials once
+        assert await adapter.health_check() is False
+        assert account_calls() == probed  # the clock has not moved: no re-check yet
+        clock.advance(30)
+        assert await adapter.health_check() is False
+        assert account_calls() > probed  # due by the handed clock, not the wall clock
+    finally:
+        await adapter.close()
 
 
 # -- execution -------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest_asyncio
 
-from adapters.binance import BinanceAdapter
+from adapters.binance.execution import BinanceAdapter
 from adapters.composite import CompositeBrokerAdapter
 from adapters.paper import PaperAdapter
 from adapters.timescale import TimescaleStore
