@@ -56,6 +56,8 @@ class Settings(BaseSettings):
 
     breaker_failure_threshold: int = Field(5, alias="BREAKER_FAILURE_THRESHOLD")
     breaker_cooldown: float = Field(30.0, alias="BREAKER_COOLDOWN")
+    #: seeds the random source of retry jitter (None: unseeded); a replay or a drill sets it
+    random_seed: int | None = Field(None, alias="SUPERINTEL_RANDOM_SEED")
 
     def executor_brokers(self) -> list[Broker]:
         return list(self.worker_brokers or Broker)
