@@ -13,7 +13,7 @@ import secrets
 from types import TracebackType
 from typing import Self
 
-from venues.binance import BinanceSimulator, Faults
+from venues.binance import BinanceSimulator
 
 
 class EmbeddedVenues:
@@ -53,15 +53,16 @@ class EmbeddedVenues:
         return self._binance is not None
 
     async def binance_outage(self, seconds: float) -> None:
-        """Every Binance request answers HTTP 503 for ``seconds``: the worker's breaker opens,
-        crypto orders go to paper with the reason, and a half-open probe brings Binance back."""
+        """Every Binance request answers HTTP 503 for ``seconds`` (the simulator's ``fail_rate``
+        at 1, as ``POST /_sim/faults`` would set it): the worker's breaker opens, crypto orders go
+        to paper with the reason, and a half-open probe brings Binance back."""
         if self._binance is None:
             return
-        self._binance.faults = Faults(fail_next=10**9)
+        self._binance.faults.update({"fail_rate": 1.0})
         try:
             await asyncio.sleep(seconds)
         finally:
-            self._binance.faults = Faults()
+            self._binance.faults.update({"fail_rate": 0.0})
 
     def env(self) -> dict[str, str]:
         return dict(self._env)

@@ -5,24 +5,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import os
-import socket
-import sys
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import pytest_asyncio
+import yarl
 
-from tests.fixtures.binance import SIM_API_KEY, SIM_API_SECRET
+from tests.fixtures.binance import SIM_API_KEY, SIM_API_SECRET, start_sim_process
 from venues.binance import BinanceSimulator
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -104,6 +99,54 @@ async def test_bad_credentials_are_refused(http, binance_sim, key, secret, expec
     )
     assert (status, body["code"]) == expected
     assert binance_sim.stats.auth_failures == 1
+
+
+def _query_signature(params: dict[str, Any]) -> tuple[str, str]:
+    query = urllib.parse.urlencode({**params, "timestamp": int(time.time() * 1000)})
+    return query, hmac.new(SIM_API_SECRET.encode(), query.encode(), hashlib.sha256).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "bad_signature",
+    [
+        "not-a-signature",          # not hex
+        "%E2%82%AC",                # percent-encoded non-ASCII (was an HTTP 500)
+        "%FF%FE",                   # percent-encoded bytes that are not UTF-8 (was an HTTP 500)
+        "{good}00",                 # right signature, wrong length
+        "{good_upper_tail}",        # one character changed
+    ],
+)
+async def test_malformed_or_wrong_signature_is_1022_never_500(http, binance_sim, bad_signature):
+    query, good = _query_signature({"symbol": "BTCUSDT"})
+    signature = bad_signature.format(good=good, good_upper_tail=good[:-1] + ("0" if good[-1] != "0" else "1"))
+    url = yarl.URL(f"{binance_sim.base_url}/api/v3/openOrders?{query}&signature={signature}", encoded=True)
+    async with http.get(url, headers={"X-MBX-APIKEY": SIM_API_KEY}) as resp:
+        assert (resp.status, await resp.json()) == (
+            400, {"code": -1022, "msg": "Signature for this request is not valid."})
+    assert binance_sim.stats.errors == {-1022: 1}
+
+
+async def test_signature_over_raw_body_bytes_that_are_not_utf8_is_1022(http, binance_sim):
+    query, _ = _query_signature({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001"})
+    body = query.encode() + b"&signature=\xff\xfe\x80"
+    headers = {"X-MBX-APIKEY": SIM_API_KEY, "Content-Type": "application/x-www-form-urlencoded"}
+    async with http.post(f"{binance_sim.base_url}/api/v3/order", data=body, headers=headers) as resp:
+        assert (resp.status, (await resp.json())["code"]) == (400, -1022)
+    assert binance_sim.engine.open_orders({}) == [] and binance_sim.stats.orders_placed == 0
+
+
+async def test_signature_covers_the_raw_query_as_sent(http, binance_sim):
+    """A value that needs percent-encoding is signed as encoded on the wire, as Binance does."""
+    params = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.001",
+              "price": "50000", "newClientOrderId": "a-b_c"}
+    query, sig = _query_signature(params)
+    query = query.replace("a-b_c", "a%2Db%5Fc")  # same value, encoded differently: a different payload
+    sig = hmac.new(SIM_API_SECRET.encode(), query.encode(), hashlib.sha256).hexdigest()
+    url = yarl.URL(f"{binance_sim.base_url}/api/v3/order?{query}&signature={sig}", encoded=True)
+    async with http.post(url, headers={"X-MBX-APIKEY": SIM_API_KEY}) as resp:
+        body = await resp.json()
+        assert resp.status == 200, body
+    assert body["clientOrderId"] == "a-b_c"
 
 
 @pytest.mark.parametrize(
@@ -222,7 +265,8 @@ async def test_fault_injection_5xx_drop_and_latency(http, binance_sim):
     async with http.get(f"{binance_sim.base_url}/api/v3/time") as resp:
         assert resp.status == 200
     assert time.monotonic() - started >= 0.2
-    assert binance_sim.stats.faults_injected == 3
+    assert binance_sim.stats.faults == {"fail": 1, "drop": 2, "lose": 0, "latency": 1}
+    assert binance_sim.stats.faults_injected == 4
 
 
 async def test_lost_response_still_executes_the_order(http, binance_sim):
@@ -236,31 +280,85 @@ async def test_lost_response_still_executes_the_order(http, binance_sim):
     assert order["status"] == "FILLED"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def test_runs_standalone(http):
-    port = _free_port()
-    env = {**os.environ, "BINANCE_API_SECRET": "standalone-secret", "PYTHONPATH": str(ROOT)}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "venues.binance", "--port", str(port), "--tick-ms", "50",
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )
+@pytest.mark.parametrize("module", ["venues.binance.cli", "venues.binance"])
+async def test_runs_standalone(http, module):
+    sim = await start_sim_process("--tick-ms", "50", secret="standalone-secret", module=module)
     try:
-        for _ in range(100):
-            try:
-                async with http.get(f"http://127.0.0.1:{port}/api/v3/time") as resp:
-                    assert resp.status == 200
-                    break
-            except aiohttp.ClientConnectorError:
-                await asyncio.sleep(0.05)
-        else:
-            pytest.fail("standalone simulator did not come up")
+        async with http.get(f"{sim.base_url}/api/v3/time") as resp:
+            assert resp.status == 200
     finally:
-        proc.terminate()
-        output, _ = await asyncio.wait_for(proc.communicate(), timeout=10)
+        output = await sim.stop()
+    assert sim.proc.returncode == 0  # SIGTERM stops it cleanly
     assert b"listening on http://127.0.0.1" in output
     assert b"standalone-secret" not in output
+
+
+ORDER_FIELDS = {  # Binance's documented GET /api/v3/allOrders row
+    "symbol", "orderId", "orderListId", "clientOrderId", "price", "origQty", "executedQty", "cummulativeQuoteQty",
+    "status", "timeInForce", "type", "side", "stopPrice", "icebergQty", "time", "updateTime", "isWorking",
+    "origQuoteOrderQty", "workingTime", "selfTradePreventionMode",
+}
+
+
+async def test_all_orders_lists_open_and_closed_orders_of_a_symbol(http, binance_sim):
+    def limit(cid: str, price: str) -> dict[str, str]:
+        return {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.001",
+                "price": price, "newClientOrderId": cid}
+
+    placed = []
+    for fields in (
+        {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001", "newClientOrderId": "all-1"},
+        limit("all-2", "50000"),
+        limit("all-3", "51000"),
+        {"symbol": "ETHUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01", "newClientOrderId": "all-eth"},
+    ):
+        status, body, _ = await call(http, binance_sim, "POST", "/api/v3/order", body=signed(fields))
+        assert status == 200, body
+        placed.append(body)
+    status, _, _ = await call(http, binance_sim, "DELETE", "/api/v3/order",
+                              query=signed({"symbol": "BTCUSDT", "origClientOrderId": "all-3"}))
+    assert status == 200
+
+    status, rows, _ = await call(http, binance_sim, "GET", "/api/v3/allOrders",
+                                 query=signed({"symbol": "BTCUSDT"}))
+    assert status == 200
+    assert [(r["clientOrderId"], r["status"]) for r in rows] == [
+        ("all-1", "FILLED"), ("all-2", "NEW"), ("all-3", "CANCELED")]
+    assert all(set(r) == ORDER_FIELDS for r in rows)
+    assert rows[0]["orderId"] < rows[1]["orderId"] < rows[2]["orderId"]
+
+    async def ids(**params: Any) -> list[str]:
+        status, rows, _ = await call(http, binance_sim, "GET", "/api/v3/allOrders",
+                                     query=signed({"symbol": "BTCUSDT", **params}))
+        assert status == 200, rows
+        return [r["clientOrderId"] for r in rows]
+
+    assert await ids(orderId=placed[1]["orderId"]) == ["all-2", "all-3"]       # from that id on
+    assert await ids(orderId=placed[0]["orderId"], limit=2) == ["all-1", "all-2"]
+    assert await ids(limit=1) == ["all-3"]                                     # else the most recent
+    assert await ids(startTime=rows[1]["time"]) == [r["clientOrderId"] for r in rows if r["time"] >= rows[1]["time"]]
+    assert await ids(startTime=int(time.time() * 1000) + 60_000) == []
+    assert await ids(endTime=rows[0]["time"] - 1) == []
+
+
+@pytest.mark.parametrize(
+    ("params", "code", "msg"),
+    [
+        ({}, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."),
+        ({"symbol": "DOGEUSDT"}, -1121, "Invalid symbol."),
+        ({"symbol": "BTCUSDT", "startTime": 0, "endTime": 86_400_001}, -1127,
+         "More than 24 hours between startTime and endTime."),
+    ],
+)
+async def test_all_orders_refusals(http, binance_sim, params, code, msg):
+    status, body, _ = await call(http, binance_sim, "GET", "/api/v3/allOrders", query=signed(params))
+    assert (status, body["code"], body["msg"]) == (400, code, msg)
+
+
+async def test_all_orders_weighs_20_and_is_signed(http, binance_sim):
+    status, body, _ = await call(http, binance_sim, "GET", "/api/v3/allOrders", query="symbol=BTCUSDT")
+    assert (status, body["code"]) == (400, -1102)  # no timestamp/signature
+    status, _, headers = await call(http, binance_sim, "GET", "/api/v3/allOrders",
+                                    query=signed({"symbol": "BTCUSDT"}))
+    assert status == 200
+    assert int(headers["X-MBX-USED-WEIGHT-1M"]) == 40  # both calls were charged 20

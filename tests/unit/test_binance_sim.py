@@ -221,3 +221,34 @@ def test_get_order_requires_an_id_and_knows_unknown_orders():
     with pytest.raises(BinanceApiError) as err:
         engine.get_order({"symbol": "BTCUSDT", "orderId": "42"})
     assert err.value.code == -2013
+
+
+def test_all_orders_oldest_first_with_binance_selection_rules():
+    clock = iter(range(1_700_000_000_000, 1_800_000_000_000, 1_000))  # one second per reading
+    engine = sim(clock=lambda: next(clock) / 1000)
+    ids = []
+    for i in range(5):
+        ids.append(order(engine, type="LIMIT", timeInForce="GTC", quantity="0.01", price="50000",
+                         newClientOrderId=f"a{i}")["orderId"])
+    engine.new_order({"symbol": "ETHUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.1"})
+    engine.cancel_order({"symbol": "BTCUSDT", "origClientOrderId": "a1"})
+
+    def ids_of(**params: str) -> list[int]:
+        return [r["orderId"] for r in engine.all_orders({"symbol": "BTCUSDT", **params})]
+
+    rows = engine.all_orders({"symbol": "BTCUSDT"})
+    assert [r["orderId"] for r in rows] == ids and rows[1]["status"] == "CANCELED"
+    assert ids_of(orderId=str(ids[2])) == ids[2:]
+    assert ids_of(orderId=str(ids[1]), limit="2") == ids[1:3]
+    assert ids_of(limit="2") == ids[-2:]  # no orderId, no startTime: the most recent
+    times = [r["time"] for r in rows]
+    assert ids_of(startTime=str(times[3])) == ids[3:]
+    assert ids_of(startTime=str(times[0]), limit="2") == ids[:2]
+    assert ids_of(endTime=str(times[1])) == ids[:2]
+    assert ids_of(limit="5000") == ids  # kept within 1000
+    with pytest.raises(BinanceApiError) as err:
+        engine.all_orders({"symbol": "BTCUSDT", "startTime": "0", "endTime": str(86_400_001)})
+    assert err.value.code == -1127
+    with pytest.raises(BinanceApiError) as err:
+        engine.all_orders({})
+    assert err.value.code == -1102

@@ -1,0 +1,94 @@
+"""The ``/_sim`` control endpoints every simulator serves, so a drill can steer it from outside.
+
+* ``GET /_sim/faults``: the fault settings (``venues/common/faults.py``) as JSON;
+* ``POST /_sim/faults``: a JSON object of the settings to change, e.g.
+  ``{"latency": 0.2, "fail_rate": 0.1, "lose_rate": 0.05}``; keys left out keep their value,
+  the one-shot counters (``fail_next``, ``drop_next``, ``lose_response_next``, ``match``) and
+  ``seed`` are accepted too; answers the new settings, or 400 with ``{"error": ...}``;
+* ``GET /_sim/stats``: the counters (``venues/common/stats.py``).
+
+An HTTP venue adds them to its own app (same port); a TCP venue serves them on its control port
+(``ControlServer``). They are never faulted and never counted.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol
+
+from aiohttp import web
+
+from venues.common.faults import Faults
+from venues.common.stats import SimStats
+
+PREFIX = "/_sim"
+
+
+class Controlled(Protocol):
+    """A simulator the control endpoints can steer: they read these attributes on every call,
+    so a test that replaces ``faults`` with a new object is seen at once."""
+
+    faults: Faults
+    stats: SimStats
+
+
+def is_control_path(path: str) -> bool:
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+def add_control_routes(router: web.UrlDispatcher, target: Controlled) -> None:
+    """Register the ``/_sim`` routes; call before any catch-all route of the venue."""
+
+    async def get_faults(_request: web.Request) -> web.Response:
+        return web.json_response(target.faults.to_json())
+
+    async def post_faults(request: web.Request) -> web.Response:
+        try:
+            patch = json.loads(await request.text() or "{}")
+        except ValueError as exc:
+            return web.json_response({"error": f"body is not JSON: {exc}"}, status=400)
+        if not isinstance(patch, dict):
+            return web.json_response({"error": "body must be a JSON object"}, status=400)
+        try:
+            target.faults.update(patch)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(target.faults.to_json())
+
+    async def get_stats(_request: web.Request) -> web.Response:
+        return web.json_response(target.stats.to_json())
+
+    router.add_get(f"{PREFIX}/faults", get_faults)
+    router.add_post(f"{PREFIX}/faults", post_faults)
+    router.add_get(f"{PREFIX}/stats", get_stats)
+
+
+class AppServer:
+    """One aiohttp application on ``host:port`` (0 picks a free port), started and stopped."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+        bound = self._runner.addresses[0]
+        self.url = f"http://{host}:{bound[1]}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+class ControlServer(AppServer):
+    """The control endpoints alone, for a venue that does not speak HTTP (TWS, raw TCP bridges)."""
+
+    def __init__(self, target: Controlled) -> None:
+        app = web.Application()
+        add_control_routes(app.router, target)
+        super().__init__(app)
