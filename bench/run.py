@@ -40,8 +40,9 @@ import asyncpg
 import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from adapters.timescale import scratch_database
+from adapters.timescale import queries
 from bench.kafka_hop import PARTITIONS, _produce_paced, percentile
+from devstack.databases import scratch_database
 from devstack.signal_mix import SignalMix
 from devstack.stack import ManagedProcess, create_topics, start_tansu
 from devstack.worker_process import WorkerProcess
@@ -335,17 +336,15 @@ async def latency_phase(bootstrap: str, database_url: str, clock: FillClock, rat
 async def hops(database_url: str, fills: list[tuple[float, Fill]]) -> list[float]:
     conn = await asyncpg.connect(database_url)
     try:
-        rows = await conn.fetch("SELECT client_order_id, routed_at, created_at FROM orders "
-                                "WHERE client_order_id = ANY($1::text[])", [f.client_order_id for _, f in fills])
+        orders = await queries.order_times(conn, [f.client_order_id for _, f in fills])
     finally:
         await conn.close()
-    orders = {r["client_order_id"]: r for r in rows}
     spans: list[list[float]] = [[] for _ in HOPS]
     for arrived, fill in fills:
         order = orders.get(fill.client_order_id)
         if order is None or fill.signal_ts is None:
             continue
-        stamps = [fill.signal_ts.timestamp(), order["routed_at"].timestamp(), order["created_at"].timestamp(),
+        stamps = [fill.signal_ts.timestamp(), order.routed_at.timestamp(), order.created_at.timestamp(),
                   fill.ts.timestamp(), arrived]
         for i, span in enumerate(spans):
             span.append((stamps[i + 1] - stamps[i]) * 1000)

@@ -26,11 +26,12 @@ from rich.console import Console, Group, JustifyMethod
 from rich.live import Live
 from rich.table import Table
 
+from adapters.timescale import queries
 from devstack.signal_mix import MALFORMED, SignalMix
 from devstack.stack import EmbeddedStack, create_topics
 from devstack.venues_embedded import EmbeddedVenues
 from devstack.worker_process import WorkerProcess
-from schemas import DeadLetter, Fill, Signal
+from schemas import Broker, DeadLetter, Fill, Signal
 from streams.topics import ALL_TOPICS, DLQ, SIGNALS
 
 TERMINAL = ("FILLED", "CANCELLED", "REJECTED", "EXPIRED")
@@ -198,12 +199,15 @@ async def _watch_dlq(bootstrap: str, since: datetime, progress: Progress) -> Non
         await consumer.stop()
 
 
+def _run_prefix(run_id: str) -> str:
+    """What every signal id of this run starts with (``SignalMix(prefix=f"demo-{run_id}")``)."""
+    return f"demo-{run_id}-"
+
+
 async def _poll_db(pool: asyncpg.Pool, run_id: str, progress: Progress) -> None:
-    like = f"demo-{run_id}-%"
-    rows = await pool.fetch("SELECT state, count(*) AS n FROM orders WHERE signal_id LIKE $1 GROUP BY 1", like)
-    progress.states = {r["state"]: int(r["n"]) for r in rows}
-    progress.db_fills = int(await pool.fetchval(
-        "SELECT count(*) FROM fills f JOIN orders o USING (client_order_id) WHERE o.signal_id LIKE $1", like))
+    prefix = _run_prefix(run_id)
+    progress.states = {state.value: n for state, n in (await queries.state_counts(pool, prefix)).items()}
+    progress.db_fills = await queries.fill_count(pool, prefix)
 
 
 def _progress_view(p: Progress, n_signals: int, n_malformed: int) -> Table:
@@ -232,46 +236,33 @@ def _table(
 
 
 async def _summary(pool: asyncpg.Pool, run_id: str, p: Progress, n_signals: int, n_malformed: int) -> Group:
-    like = f"demo-{run_id}-%"
+    prefix = _run_prefix(run_id)
     by_broker = _table("orders by broker and state", ("broker", "routed for", "state", "orders"), (
-        (r["broker"], r["wanted"], r["state"], str(r["n"])) for r in await pool.fetch(
-            "SELECT broker, coalesce(rerouted_from, broker) AS wanted, state, count(*) AS n FROM orders "
-            "WHERE signal_id LIKE $1 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", like)))
+        (r.broker.value, r.routed_for.value, r.state.value, str(r.orders))
+        for r in await queries.orders_by_route(pool, prefix)))
 
     fills = _table("fills", ("broker", "fills", "quantity", "notional", "signal->fill p50 ms", "p99 ms"), (
-        (r["broker"], str(r["n"]), _num(r["q"]), _num(r["notional"]), f"{r['p50']:.1f}", f"{r['p99']:.1f}")
-        for r in await pool.fetch(
-            "SELECT f.broker, count(*) AS n, sum(f.quantity) AS q, sum(f.quantity * f.price) AS notional, "
-            "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM f.recorded_at - o.ts)) * 1000 AS p50, "
-            "percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM f.recorded_at - o.ts)) * 1000 AS p99 "
-            "FROM fills f JOIN orders o USING (client_order_id) WHERE o.signal_id LIKE $1 GROUP BY 1", like)),
+        (f.broker.value, str(f.fills), _num(f.quantity), _num(f.notional), f"{f.p50_ms:.1f}", f"{f.p99_ms:.1f}")
+        for f in await queries.fill_summary(pool, prefix)),
         justify="right")
 
     positions = _table("positions (account totals, all runs)",
                        ("broker", "symbol", "quantity", "avg price", "realized pnl"), (
-        (r["broker"], r["symbol"], _num(r["quantity"]), _num(r["avg_price"]), _num(r["realized_pnl"]))
-        for r in await pool.fetch(
-            "SELECT * FROM positions WHERE symbol IN (SELECT DISTINCT symbol FROM orders WHERE signal_id LIKE $1) "
-            "ORDER BY broker, symbol", like)),
+        (pos.broker.value, pos.symbol, _num(pos.quantity), _num(pos.avg_price), _num(pos.realized_pnl))
+        for pos in await queries.positions(pool, traded_by=prefix)),
         justify="right")
 
     rerouted = _table("live-venue orders moved to paper, by reason", ("routed for", "reason", "orders"), (
-        (r["rerouted_from"], r["why"][:100], str(r["n"])) for r in await pool.fetch(
-            "SELECT rerouted_from, regexp_replace(reason, 'si[0-9a-f]{24}', '<order>', 'g') AS why, count(*) AS n "
-            "FROM orders WHERE signal_id LIKE $1 AND broker = 'paper' AND rerouted_from = 'binance' "
-            "GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 8", like)))
+        (r.label, r.reason[:100], str(r.orders))
+        for r in await queries.reroute_reasons(pool, prefix, rerouted_from=[Broker.BINANCE])))
 
     rejected = _table("rejections and expiries by reason", ("state", "reason", "orders"), (
-        (r["state"], r["why"][:100], str(r["n"])) for r in await pool.fetch(
-            "SELECT state, regexp_replace(reason, 'si[0-9a-f]{24}|mid [0-9.]+', '<..>', 'g') AS why, count(*) AS n "
-            "FROM orders WHERE signal_id LIKE $1 AND state IN ('REJECTED', 'EXPIRED', 'CANCELLED') "
-            "GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 8", like)))
+        (r.label, r.reason[:100], str(r.orders)) for r in await queries.outcome_reasons(pool, prefix)))
 
     dead = _table("dead letters", ("agent", "offset", "reason"), (
         (letter.agent, f"{letter.partition}:{letter.offset}", letter.reason[:110]) for letter in p.dead_letters))
 
-    recorded = {r["exec_id"] for r in await pool.fetch(
-        "SELECT f.exec_id FROM fills f JOIN orders o USING (client_order_id) WHERE o.signal_id LIKE $1", like)}
+    recorded = await queries.recorded_exec_ids(pool, prefix)
     stray = _table("fills seen on Redis but not recorded (should be empty)",
                    ("exec_id", "order", "qty", "cumulative", "price"), (
         (exec_id, f.client_order_id, _num(f.quantity), _num(f.cumulative_quantity), _num(f.price))

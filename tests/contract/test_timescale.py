@@ -11,13 +11,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from adapters.timescale import (
-    FILL_COLUMNS,
-    ORDER_COLUMNS,
-    PositionState,
-    TimescaleStore,
-    load_migrations,
-)
+from adapters.timescale import TimescaleStore, load_migrations, queries
+from adapters.timescale.sql import FILL_COLUMNS, ORDER_COLUMNS
 from schemas import (
     AssetClass,
     Broker,
@@ -438,7 +433,7 @@ async def test_a_fill_without_an_order_row_is_recorded_not_lost(
     store: TimescaleStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     ghost = make_order(symbol="SOL-USDT")  # never inserted
-    with caplog.at_level(logging.WARNING, logger="adapters.timescale"):
+    with caplog.at_level(logging.WARNING, logger="adapters.timescale.store"):
         assert len(await store.apply_fills([make_fill(ghost, "2", "20")])) == 1
     assert any(ghost.client_order_id in r.getMessage() for r in caplog.records)
     assert await store.apply_fills([make_fill(ghost, "2", "20")]) == []  # re-emitted: watermark holds
@@ -493,24 +488,6 @@ async def test_positions_are_the_signed_sum_of_fills_with_realized_pnl(store: Ti
     assert [tuple(r) for r in view] == [(symbol, D("0"), D("10"))]
 
 
-@pytest.mark.parametrize(
-    ("steps", "expected"),
-    [
-        ([("-2", "50"), ("-1", "44")], ("-3", "48", "0")),  # short adds at weighted average
-        ([("-2", "50"), ("1", "40")], ("-1", "50", "10")),  # covering a short below avg is a gain
-        ([("1", "10"), ("-3", "12")], ("-2", "12", "2")),  # flip long -> short at the fill price
-        ([("1", "10"), ("-1", "9")], ("0", "0", "-1")),  # flat resets the average
-    ],
-)
-def test_average_cost_position_arithmetic(
-    steps: list[tuple[str, str]], expected: tuple[str, str, str]
-) -> None:
-    state = PositionState()
-    for quantity, price in steps:
-        state = state.apply(D(quantity), D(price))
-    assert (state.quantity, state.avg_price, state.realized_pnl) == tuple(D(v) for v in expected)
-
-
 async def test_a_batch_of_1000_fills_is_applied_in_one_call(store: TimescaleStore) -> None:
     symbols = ["BTC-USDT", "ETH-USDT", "SOL-USDT", "XRP-USDT", "ADA-USDT"]
     orders = [make_order(symbols[i % 5], Side.BUY if i % 3 else Side.SELL, "1") for i in range(100)]
@@ -554,3 +531,59 @@ async def test_concurrent_writers_apply_each_growth_exactly_once(store: Timescal
     assert await store.order_counts() == {(Broker.PAPER, OrderState.FILLED): 20}
     positions = {p.symbol: p.quantity for p in await store.positions()}
     assert positions == {"BTC-USDT": D("10"), "ETH-USDT": D("10")}
+
+
+# ---- the read side (queries.py): what the demo, the bench and operators ask -------------------
+
+
+def run_order(run: str, n: int, **kwargs: Any) -> Order:
+    signal_id = f"{run}-{n:04d}"
+    return make_order(**kwargs).model_copy(
+        update={"signal_id": signal_id, "client_order_id": client_order_id_for(signal_id)})
+
+
+async def test_run_scoped_queries_see_only_their_run(store: TimescaleStore) -> None:
+    # "_" in the prefix must not act as a LIKE wildcard; orders 1 and 2 were routed for Binance
+    mine = [run_order("q_run", n, quantity="2", broker=Broker.BINANCE if n in (1, 2) else Broker.PAPER)
+            for n in range(4)]
+    other = run_order("qxrun", 0)
+    await store.insert_orders([*mine, other])
+    rerouted = mine[1].rerouted(Broker.PAPER, f"binance unavailable placing {mine[1].client_order_id}")
+    rerouted_too = mine[2].rerouted(Broker.PAPER, f"binance unavailable placing {mine[2].client_order_id}")
+    await store.save_transitions([(rerouted, OrderEvent.of(rerouted, OrderState.PENDING)),
+                                  (rerouted_too, OrderEvent.of(rerouted_too, OrderState.PENDING))])
+    await save(store, mine[3], OrderState.REJECTED, reason="limit 5% away from mid 101.5")
+    await store.apply_fills([make_fill(mine[0], "2", "100"), make_fill(rerouted, "1", "110"),
+                             make_fill(other, "1", "5")])
+
+    db, run = store.pool, "q_run-"
+    assert await queries.state_counts(db, run) == {
+        OrderState.FILLED: 1, OrderState.PARTIALLY_FILLED: 1, OrderState.PENDING: 1, OrderState.REJECTED: 1}
+    assert sum((await queries.order_counts(db, run)).values()) == 4
+    assert await queries.fill_count(db, run) == 2 and await queries.fill_count(db) == 3
+    assert [(r.broker, r.routed_for, r.state, r.orders) for r in await queries.orders_by_route(db, run)] == [
+        (Broker.PAPER, Broker.BINANCE, OrderState.PARTIALLY_FILLED, 1),
+        (Broker.PAPER, Broker.BINANCE, OrderState.PENDING, 1),
+        (Broker.PAPER, Broker.PAPER, OrderState.FILLED, 1),
+        (Broker.PAPER, Broker.PAPER, OrderState.REJECTED, 1),
+    ]
+    assert await queries.reroute_reasons(db, run, [Broker.BINANCE]) == [
+        queries.ReasonCount("binance", "binance unavailable placing <..>", 2)]
+    assert await queries.reroute_reasons(db, run, [Broker.IBKR]) == []
+    assert await queries.outcome_reasons(db, run) == [
+        queries.ReasonCount("REJECTED", "limit 5% away from <..>", 1)]
+
+    [summary] = await queries.fill_summary(db, run)
+    assert (summary.broker, summary.fills, summary.quantity, summary.notional) == (Broker.PAPER, 2, D("3"), D("310"))
+    assert 0 <= summary.p50_ms <= summary.p99_ms
+    recorded = await store.recorded_fills()
+    assert await queries.recorded_exec_ids(db, run) == {
+        f.exec_id for f in recorded if f.client_order_id != other.client_order_id}
+    [position] = await queries.positions(db, traded_by=run)
+    assert (position.broker, position.quantity) == (Broker.PAPER, D("4"))  # account total: other run included
+    assert await queries.positions(db, traded_by="nobody-") == []
+
+    times = await queries.order_times(db, [mine[0].client_order_id, "unknown"])
+    assert list(times) == [mine[0].client_order_id]
+    assert (times[mine[0].client_order_id].routed_at, times[mine[0].client_order_id].created_at) == (
+        mine[0].routed_at, mine[0].created_at)

@@ -1,4 +1,4 @@
-"""In-memory implementations of the ports in ``execution.ports``, for unit tests.
+"""Scripted and recording implementations of the ports in ``execution.ports``, for unit tests.
 
 Every fake records what was asked of it so tests can assert on calls, not only on results.
 """
@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from adapters.memory import InMemoryStore
 from execution.ports import Quote, VenueOrderStatus
 from schemas import Broker, Fill, Order, OrderEvent, OrderState
 
@@ -30,22 +31,21 @@ class FakeClock:
         self.now += seconds
 
 
-class InMemoryOrderStore:
-    """OrderStore (and a minimal FillStore writer) kept in dicts.
+class InMemoryOrderStore(InMemoryStore):
+    """The package's ``InMemoryStore`` (production semantics) recording what it was asked.
 
-    * ``insert_orders`` is the idempotency gate: an existing client_order_id is never replaced.
-    * ``save_transitions`` keeps the latest order and every event, but a terminal order never
-      leaves its terminal state (as the real store's guard).
+    * ``events``: the events handed to ``save_transitions``, in order (the store's own audit
+      trail, with first and fill events, is ``order_events``).
+    * ``history``: per order, its stored state after every write that touched it.
+    * ``insert_calls`` / ``save_calls``: how often each write was called.
     """
 
     def __init__(self) -> None:
-        self.orders: dict[str, Order] = {}
+        super().__init__()
         self.events: list[OrderEvent] = []
         self.history: dict[str, list[OrderState]] = defaultdict(list)
         self.insert_calls = 0
         self.save_calls = 0
-        self.ignored: list[tuple[Order, OrderEvent]] = []
-        self._exec_ids: set[tuple[Broker, str]] = set()
 
     def seed(self, *orders: Order) -> None:
         """Put orders in the store as if an earlier process had written them."""
@@ -55,17 +55,36 @@ class InMemoryOrderStore:
 
     async def insert_orders(self, orders: Sequence[Order]) -> set[str]:
         self.insert_calls += 1
-        inserted: set[str] = set()
-        for order in orders:
-            if order.client_order_id in self.orders:
-                continue
-            self.orders[order.client_order_id] = order
-            self.history[order.client_order_id].append(order.state)
-            inserted.add(order.client_order_id)
+        inserted = await super().insert_orders(orders)
+        for cid in sorted(inserted):
+            self.history[cid].append(self.orders[cid].state)
         return inserted
 
-    async def get_orders(self, client_order_ids: Sequence[str]) -> dict[str, Order]:
-        return {cid: self.orders[cid] for cid in client_order_ids if cid in self.orders}
+    async def save_transitions(self, changes: Sequence[tuple[Order, OrderEvent]]) -> None:
+        self.save_calls += 1
+        self.events.extend(event for _, event in changes)
+        for change in changes:  # one at a time, so history sees every step (same result in memory)
+            cid = change[0].client_order_id
+            before = self.orders.get(cid)
+            await super().save_transitions([change])
+            if before is not None and not before.state.is_terminal:
+                self.history[cid].append(self.orders[cid].state)
+
+    async def apply_fills(self, fills: Sequence[Fill]) -> list[Fill]:
+        applied = await super().apply_fills(fills)
+        for fill in applied:
+            if fill.client_order_id in self.orders:
+                self.history[fill.client_order_id].append(self.orders[fill.client_order_id].state)
+        return applied
+
+
+class LenientOrderStore(InMemoryOrderStore):
+    """To be removed: the old fake's ``save_transitions``, which stores the whole order it is
+    given (fill totals included) and creates orders it does not hold. Production does neither
+    (``apply_fills`` alone writes fill totals; adapters/timescale/sql.py, SAVE_TRANSITION). Two
+    tests of tests/unit/test_fill_tracker.py still assert on it; once they seed their order and
+    run ``store.apply_fills(sink.emitted_fills)`` before asserting, they can use
+    ``InMemoryOrderStore`` and this class goes."""
 
     async def save_transitions(self, changes: Sequence[tuple[Order, OrderEvent]]) -> None:
         self.save_calls += 1
@@ -73,36 +92,9 @@ class InMemoryOrderStore:
             self.events.append(event)
             current = self.orders.get(order.client_order_id)
             if current is not None and current.state.is_terminal:
-                self.ignored.append((order, event))
                 continue
             self.orders[order.client_order_id] = order
             self.history[order.client_order_id].append(order.state)
-
-    async def open_orders(self, broker: Broker) -> list[Order]:
-        return [o for o in self.orders.values() if o.broker == broker and not o.state.is_terminal]
-
-    async def apply_fills(self, fills: Sequence[Fill]) -> list[Fill]:
-        """What the fills writer does with the order row: advance it by the cumulative watermark."""
-        new: list[Fill] = []
-        for fill in fills:
-            key = (fill.broker, fill.exec_id)
-            if key in self._exec_ids:
-                continue
-            self._exec_ids.add(key)
-            new.append(fill)
-            order = self.orders.get(fill.client_order_id)
-            if order is None or fill.cumulative_quantity <= order.filled_quantity:
-                continue
-            cost = order.filled_quantity * (order.avg_fill_price or 0) + fill.quantity * fill.price
-            state = (OrderState.FILLED if fill.cumulative_quantity >= order.quantity
-                     else OrderState.PARTIALLY_FILLED)
-            self.orders[fill.client_order_id] = order.model_copy(update={
-                "state": state,
-                "filled_quantity": fill.cumulative_quantity,
-                "avg_fill_price": cost / fill.cumulative_quantity,
-            })
-            self.history[fill.client_order_id].append(state)
-        return new
 
 
 class RecordingEvents:

@@ -13,12 +13,12 @@ from execution.ports import BrokerUnavailable, VenueOrderStatus
 from schemas import Broker, Order, OrderState
 from tests.unit.fakes import (
     FakeClock,
-    InMemoryOrderStore,
     RecordingEvents,
     ScriptedBroker,
     make_order,
     venue_status,
 )
+from tests.unit.fakes import LenientOrderStore as InMemoryOrderStore  # see its docstring
 
 D = Decimal
 

@@ -1,0 +1,191 @@
+"""The write side's SQL: column lists, statements, and how Python values become parameters.
+
+Every multi-row statement takes whole batches as typed arrays (``INSERT ... SELECT FROM
+unnest(...)``, ``UPDATE ... FROM unnest(...)``) so a batch costs one round trip whatever its size.
+The column lists are checked against the wire models at import, so a field added to ``Order`` or
+``Fill`` without a column fails loudly instead of being dropped on the way to the database.
+The read side (operator, demo and bench queries) is ``queries.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+from typing import Any
+
+from schemas import TERMINAL_STATES, Fill, Order
+
+#: the text values of the terminal states, as a ``text[]`` parameter
+TERMINAL_STATE_VALUES = sorted(state.value for state in TERMINAL_STATES)
+
+Column = tuple[str, str]
+"""A column name with its PostgreSQL type, used to build typed ``unnest`` parameters."""
+
+ORDER_COLUMNS: tuple[Column, ...] = (
+    ("client_order_id", "text"),
+    ("signal_id", "text"),
+    ("ts", "timestamptz"),
+    ("strategy", "text"),
+    ("symbol", "text"),
+    ("side", "text"),
+    ("quantity", "numeric"),
+    ("order_type", "text"),
+    ("limit_price", "numeric"),
+    ("stop_price", "numeric"),
+    ("take_profit_price", "numeric"),
+    ("asset_class", "text"),
+    ("reference_price", "numeric"),
+    ("time_in_force", "text"),
+    ("group_id", "text"),
+    ("broker", "text"),
+    ("route_reason", "text"),
+    ("rerouted_from", "text"),
+    ("routed_at", "timestamptz"),
+    ("state", "text"),
+    ("filled_quantity", "numeric"),
+    ("avg_fill_price", "numeric"),
+    ("venue_order_id", "text"),
+    ("reason", "text"),
+    ("created_at", "timestamptz"),
+    ("updated_at", "timestamptz"),
+)
+
+EVENT_COLUMNS: tuple[Column, ...] = (
+    ("client_order_id", "text"),
+    ("ts", "timestamptz"),
+    ("state", "text"),
+    ("previous_state", "text"),
+    ("reason", "text"),
+    ("broker", "text"),
+    ("symbol", "text"),
+)
+
+FILL_COLUMNS: tuple[Column, ...] = (
+    ("exec_id", "text"),
+    ("broker", "text"),
+    ("client_order_id", "text"),
+    ("venue_order_id", "text"),
+    ("symbol", "text"),
+    ("asset_class", "text"),
+    ("strategy", "text"),
+    ("side", "text"),
+    ("quantity", "numeric"),
+    ("reported_quantity", "numeric"),
+    ("price", "numeric"),
+    ("commission", "numeric"),
+    ("commission_asset", "text"),
+    ("cumulative_quantity", "numeric"),
+    ("ts", "timestamptz"),
+    ("signal_ts", "timestamptz"),
+    ("recorded_at", "timestamptz"),
+)
+
+#: the ``fills`` columns that make up a ``Fill`` (the others are the store's bookkeeping)
+FILL_MODEL_COLUMNS = tuple(name for name, _ in FILL_COLUMNS if name not in ("reported_quantity", "recorded_at"))
+POSITION_COLUMNS = "broker, symbol, quantity, avg_price, realized_pnl, updated_at"
+
+
+def _check_columns_match_models() -> None:
+    """Fail at import if the wire models and the column lists drift apart."""
+    for model, columns in ((Order, {n for n, _ in ORDER_COLUMNS}), (Fill, set(FILL_MODEL_COLUMNS))):
+        drift = set(model.model_fields) ^ columns
+        if drift:
+            raise RuntimeError(f"{model.__name__} fields and table columns differ: {sorted(drift)}")
+
+
+_check_columns_match_models()
+
+
+def insert_sql(table: str, columns: Sequence[Column], suffix: str = "") -> str:
+    """``INSERT INTO table (...) SELECT * FROM unnest($1::t1[], ...)``: a whole batch, one statement."""
+    names = ", ".join(name for name, _ in columns)
+    params = ", ".join(f"${i}::{pg_type}[]" for i, (_, pg_type) in enumerate(columns, start=1))
+    return f"INSERT INTO {table} ({names}) SELECT * FROM unnest({params}) {suffix}".rstrip()
+
+
+def db_value(value: Any) -> Any:
+    """Enums travel as their text value; everything else (Decimal, datetime, str, None) as is."""
+    return value.value if isinstance(value, Enum) else value
+
+
+def arrays(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Transpose rows into one parameter array per column, as ``unnest`` wants them."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [[db_value(value) for value in column] for column in zip(*rows, strict=True)]
+
+
+INSERT_ORDERS = (
+    # One statement (so one round trip, atomic without BEGIN/COMMIT): the new orders and, for
+    # exactly those that were new, their first audit event. Step 2 sits on the hot path.
+    "WITH inserted AS ("
+    + insert_sql("orders", ORDER_COLUMNS,
+                 "ON CONFLICT (client_order_id) DO NOTHING "
+                 "RETURNING client_order_id, updated_at, state, reason, broker, symbol")
+    + "), events AS (INSERT INTO order_events (client_order_id, ts, state, previous_state, reason, broker, symbol) "
+    "SELECT client_order_id, updated_at, state, NULL, reason, broker, symbol FROM inserted "
+    "ORDER BY client_order_id) "
+    "SELECT client_order_id FROM inserted"
+)
+INSERT_EVENTS = insert_sql("order_events", EVENT_COLUMNS)
+INSERT_FILLS = insert_sql("fills", FILL_COLUMNS)
+CLAIM_EXEC_IDS = (
+    "INSERT INTO fill_ids (broker, exec_id) "
+    "SELECT b, e FROM unnest($1::text[], $2::text[]) AS k(b, e) ORDER BY b, e "
+    "ON CONFLICT (broker, exec_id) DO NOTHING RETURNING broker, exec_id"
+)
+SELECT_ORDERS = f"SELECT {', '.join(n for n, _ in ORDER_COLUMNS)} FROM orders"
+LOCK_ORDERS = (
+    "SELECT client_order_id, broker, symbol, quantity, filled_quantity, avg_fill_price, state, "
+    "venue_order_id FROM orders WHERE client_order_id = ANY($1::text[]) "
+    "ORDER BY client_order_id FOR UPDATE"
+)
+LOCK_ORPHANS = (
+    "SELECT pg_advisory_xact_lock(hashtextextended(id, 0)) FROM unnest($1::text[]) AS t(id) ORDER BY id"
+)
+ORPHAN_WATERMARKS = (
+    "SELECT client_order_id, sum(quantity) AS filled, sum(quantity * price) AS notional FROM fills "
+    "WHERE client_order_id = ANY($1::text[]) GROUP BY client_order_id"
+)
+ADVANCE_ORDERS = (
+    "UPDATE orders AS o SET filled_quantity = u.filled, avg_fill_price = u.avg, state = u.state, "
+    "venue_order_id = COALESCE(o.venue_order_id, u.venue_order_id), updated_at = $6 "
+    "FROM unnest($1::text[], $2::numeric[], $3::numeric[], $4::text[], $5::text[]) "
+    "AS u(id, filled, avg, state, venue_order_id) WHERE o.client_order_id = u.id"
+)
+ENSURE_POSITIONS = (
+    "INSERT INTO positions (broker, symbol) "
+    "SELECT b, s FROM unnest($1::text[], $2::text[]) AS k(b, s) ORDER BY b, s "
+    "ON CONFLICT (broker, symbol) DO NOTHING"
+)
+LOCK_POSITIONS = (
+    f"SELECT {POSITION_COLUMNS} FROM positions "
+    "WHERE (broker, symbol) IN (SELECT * FROM unnest($1::text[], $2::text[])) "
+    "ORDER BY broker, symbol FOR UPDATE"
+)
+WRITE_POSITIONS = (
+    "UPDATE positions AS p SET quantity = u.q, avg_price = u.a, realized_pnl = u.r, updated_at = $6 "
+    "FROM unnest($1::text[], $2::text[], $3::numeric[], $4::numeric[], $5::numeric[]) AS u(b, s, q, a, r) "
+    "WHERE p.broker = u.b AND p.symbol = u.s"
+)
+# A transition never leaves a terminal state (WHERE) and never moves a live order backwards
+# (order_state_rank, see schemas/sql/001_core.sql); fill totals only grow. The event is recorded regardless.
+SAVE_TRANSITION = (
+    # filled_quantity / avg_fill_price are deliberately absent: apply_fills is their only writer,
+    # because its watermark (cumulative - filled_quantity) must only ever see applied fills.
+    "UPDATE orders AS o SET "
+    "state = CASE WHEN order_state_rank($2::text) >= order_state_rank(o.state) THEN $2::text "
+    "ELSE o.state END, "
+    "reason = $3, broker = $4, rerouted_from = $5, "
+    "venue_order_id = COALESCE($6, o.venue_order_id), "
+    "updated_at = $7 "
+    "WHERE o.client_order_id = $1 AND o.state <> ALL($8::text[])"
+)
+RECORD_FEES = (
+    # Late fees (schemas/sql/003_fill_fees.sql): the latest report of a (broker, exec_id) wins.
+    "INSERT INTO fill_fees (broker, exec_id, commission, commission_asset, recorded_at) "
+    "SELECT b, e, c, a, $5 FROM unnest($1::text[], $2::text[], $3::numeric[], $4::text[]) AS f(b, e, c, a) "
+    "ORDER BY b, e "
+    "ON CONFLICT (broker, exec_id) DO UPDATE SET commission = EXCLUDED.commission, "
+    "commission_asset = EXCLUDED.commission_asset, recorded_at = EXCLUDED.recorded_at"
+)
