@@ -14,10 +14,10 @@ from typing import Any
 import pytest_asyncio
 
 from adapters.binance.execution import BinanceAdapter
-from adapters.composite import CompositeBrokerAdapter
 from adapters.paper import PaperAdapter
 from adapters.timescale import TimescaleStore
 from execution.breaker import BreakerState, CircuitBreaker
+from execution.fallback import CompositeBrokerAdapter
 from execution.fill_tracker import FillTracker
 from execution.risk import PreTradeLimits
 from execution.service import ExecutionService

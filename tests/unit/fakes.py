@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from adapters.memory import InMemoryStore
+from execution.clock import ManualClock
 from execution.ports import Quote, VenueOrderStatus
 from schemas import Broker, Fill, Order, OrderEvent, OrderState
 
@@ -18,17 +19,8 @@ from schemas import Broker, Fill, Order, OrderEvent, OrderState
 Answer = VenueOrderStatus | BaseException | Callable[[Order], "VenueOrderStatus | None"] | None
 
 
-class FakeClock:
-    """A monotonic clock that only moves when told to."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+class FakeClock(ManualClock):
+    """The pipeline's clock, moving only when told to (execution/clock.py's ManualClock)."""
 
 
 class InMemoryOrderStore(InMemoryStore):

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from execution.fallback import CompositeBrokerAdapter
 from adapters.paper import PaperAdapter
 from execution.breaker import BreakerState, CircuitBreaker
+from execution.fallback import CompositeBrokerAdapter
 from execution.fill_tracker import FillTracker
 from execution.ports import BrokerUnavailable, OrderRejected, PlacementUnknown, VenueOrderStatus
 from execution.risk import PreTradeLimits
