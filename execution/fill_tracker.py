@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import cast
 
 from execution.clock import SYSTEM_CLOCK, Clock
+from execution.fills import average_after, commission_increment, fill_increment, fill_state
 from execution.outcome import BatchOutcome
 from execution.ports import (
     BrokerError,
@@ -40,7 +41,6 @@ from schemas import ALLOWED_TRANSITIONS, Broker, Fill, Order, OrderState
 
 log = logging.getLogger(__name__)
 
-PRICE_PLACES = Decimal("1e-12")
 #: from this many due orders of one symbol at one venue, a listing replaces individual queries
 SWEEP_MIN_ORDERS = 3
 #: pushed updates for an order not (yet) tracked here are held this long in updates, per order:
@@ -72,14 +72,12 @@ def derive_fill(
     ``known_commission``, or, when that is unknown (first sight after a restart), the share of
     the cumulative commission proportional to the fill's quantity. ``venue_exec_id`` is the
     venue's own execution id when it pushed one; ``at`` the fill's time on the pipeline's clock."""
-    known_qty, known_avg = order.filled_quantity, order.avg_fill_price or Decimal(0)
-    delta = status.filled_quantity - known_qty
-    if delta <= 0 or status.avg_fill_price is None:
+    if status.avg_fill_price is None:
         return None
-    cost_delta = status.avg_fill_price * status.filled_quantity - known_avg * known_qty
-    price = (cost_delta / delta).quantize(PRICE_PLACES).normalize()
-    if price <= 0:
-        price = status.avg_fill_price
+    increment = fill_increment(order.filled_quantity, order.avg_fill_price, status.filled_quantity,
+                               avg_price=status.avg_fill_price)
+    if increment is None:
+        return None
     # Polled: our client order id and the watermark, not the venue's order id: venue ids are
     # unique only per symbol (Binance) or per session (a restarted simulator, a reset paper
     # account), and a colliding exec id would be dropped downstream as a duplicate. Pushed: the
@@ -97,21 +95,14 @@ def derive_fill(
         asset_class=order.asset_class,
         strategy=order.strategy,
         side=order.side,
-        quantity=delta,
-        price=price,
-        commission=_commission_delta(status, delta, known_commission),
+        quantity=increment.quantity,
+        price=increment.price,
+        commission=commission_increment(status.commission, known_commission, increment.quantity,
+                                        status.filled_quantity),
         commission_asset=status.commission_asset,
         signal_ts=order.ts,
         **extra,
     )
-
-
-def _commission_delta(status: VenueOrderStatus, delta: Decimal, known: Decimal | None) -> Decimal:
-    if known is not None:
-        return max(Decimal(0), status.commission - known)
-    if status.filled_quantity <= 0:
-        return Decimal(0)
-    return max(Decimal(0), (status.commission * delta / status.filled_quantity).quantize(PRICE_PLACES))
 
 
 class _Listener:
@@ -190,14 +181,13 @@ class FillTracker:
             self._commission[cid] = self._commission.get(cid, Decimal(0)) + fill.commission
             outcome.fills.append(fill)
             filled = order.filled_quantity + fill.quantity
-            cost = order.filled_quantity * (order.avg_fill_price or 0) + fill.quantity * fill.price
-            fill_state = OrderState.FILLED if filled >= order.quantity else OrderState.PARTIALLY_FILLED
+            state = fill_state(filled, order.quantity)
             previous = order.state
-            if fill_state in _allowed(order):
+            if state in _allowed(order):
                 # Fill-driven state is persisted by the fills writer together with the fill;
                 # here it only goes to the audit topic, so the two writers never race.
-                order = order.transition(fill_state, filled_quantity=filled, avg_fill_price=cost / filled,
-                                         at=outcome.now())
+                average = average_after(order.filled_quantity, order.avg_fill_price, fill.quantity, fill.price)
+                order = order.transition(state, filled_quantity=filled, avg_fill_price=average, at=outcome.now())
                 outcome.record(order, previous, persist=False)
         order = self._apply_venue_state(order, status, outcome)
         venue_id = status.venue_order_id or order.venue_order_id

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from execution.fill_tracker import PRICE_PLACES, FillTracker, derive_fill
+from execution.fill_tracker import FillTracker, derive_fill
+from execution.fills import PRICE_PLACES
 from execution.outcome import BatchOutcome
 from execution.ports import BrokerUnavailable, VenueOrderStatus
 from schemas import Broker, Order, OrderState
