@@ -10,6 +10,10 @@ is processed it buffers nothing, so under load a batch holds only what arrives *
 after* that batch, not the backlog. Closing on "input queue empty" costs no latency when idle and
 makes batches grow with the backlog, which is what amortises the per-batch round trips
 (bench/run.py measures both).
+
+A batch is one database transaction or venue round trip, so one bad message would fail all of
+it: ``process_batch`` splits a failing batch until the bad message stands alone and dead-letters
+only that one.
 """
 
 from __future__ import annotations
@@ -18,16 +22,20 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from functools import partial
+from typing import Any, TypeVar, cast
 
 import faust
 from faust.types import EventT, StreamT
 from mode.utils.futures import notify
+from pydantic import BaseModel
 
 from agents.dead_letters import DeadLetters, describe
-from execution.retry import until_done
+from execution.retry import FOREVER, Backoff, until_done
 
 log = logging.getLogger(__name__)
+P = TypeVar("P")
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +119,13 @@ async def greedy_batches(
             consuming = loop.create_future()
             try:
                 yield batch
-            finally:
-                events.clear()
+                # Reached only when the caller asks for the next batch, i.e. its loop body
+                # completed. If the body raised, the generator is closed here instead and the
+                # batch stays unacked: its offsets are not committed and it is redelivered.
                 for event in batch:
                     await stream.ack(event)
+            finally:
+                events.clear()
                 notify(consuming)
                 room.set()
     finally:
@@ -126,22 +137,58 @@ def _closed(events: Sequence[EventT[Any]], max_: int, queue: Any) -> bool:
     return len(events) >= max_ or queue is None or queue.empty()
 
 
+async def parse_items(
+    events: Sequence[EventT[Any]], model: type[M], dead: DeadLetters
+) -> list[tuple[EventT[Any], M]]:
+    """Each event whose message validates as ``model``, paired with its parsed value; the others
+    are dead-lettered here with the validation error. Pairing keeps the message at hand, so a
+    later failure dead-letters the one message it belongs to, and only once."""
+    items: list[tuple[EventT[Any], M]] = []
+    for event in events:
+        parsed = await dead.parse((event,), model)
+        if parsed:
+            items.append((event, parsed[0]))
+    return items
+
+
 async def process_batch(
     name: str,
-    events: Sequence[EventT[Any]],
-    call: Callable[[], Awaitable[object]],
+    items: Sequence[tuple[EventT[Any], P]],
+    call: Callable[[Sequence[P]], Awaitable[object]],
     dead: DeadLetters,
     transient: tuple[type[BaseException], ...],
-) -> bool:
-    """Run ``call`` for a batch: transient failures retry until they pass; anything else ends
-    with every event of the batch on the dead-letter topic with the reason, and the agent moves
-    on. Returns False when the batch was dead-lettered."""
+    *,
+    other_attempts: int = 3,
+    backoff: Backoff = FOREVER,
+) -> int:
+    """Run ``call`` on the parsed values of a batch, so that a poison message costs one message.
+
+    A ``transient`` failure (database or broker unreachable) retries the whole batch until it
+    passes, holding it unacked. Any other failure, after ``other_attempts`` tries of the whole
+    batch, is blamed on some message in it: the batch is split in halves, each retried once on
+    its own (and split again while it fails), until the failing message stands alone; only it
+    goes to the dead-letter topic, with the reason, and every other message is processed. Halves
+    run in order, so messages keep their order within the batch. Costs about ``2 log2(n)``
+    extra calls per bad message; safe because every ``call`` is idempotent (a redelivery
+    repeats it anyway). Returns how many messages were dead-lettered.
+    """
+    if not items:
+        return 0
     try:
-        await until_done(f"{name} batch of {len(events)}", call, transient=transient)
-        return True
+        await until_done(f"{name} batch of {len(items)}", partial(call, [value for _, value in items]),
+                         transient=transient, other_attempts=other_attempts, backoff=backoff)
+        return 0
     except Exception as exc:
-        log.exception("%s: batch of %d dead-lettered", name, len(events))
-        reason = f"{name} failed: {describe(exc)}"
-        for event in events:
-            await dead.send(event, reason)
-        return False
+        if len(items) == 1:
+            log.exception("%s: message dead-lettered", name)
+            await dead.send(items[0][0], f"{name} failed: {describe(exc)}")
+            return 1
+        log.warning("%s: batch of %d failed (%s); retrying it in halves to isolate the bad message",
+                    name, len(items), describe(exc))
+    middle = len(items) // 2
+    halves = (items[:middle], items[middle:])
+    dead_lettered = 0
+    for half in halves:
+        dead_lettered += await process_batch(name, half, call, dead, transient, other_attempts=1,
+                                             backoff=backoff)
+    return dead_lettered

@@ -16,7 +16,7 @@ from functools import partial
 import faust
 from faust.types import StreamT
 
-from agents.batches import BatchLimits, batches, process_batch
+from agents.batches import BatchLimits, batches, parse_items, process_batch
 from agents.dead_letters import DeadLetters
 from agents.parts import AgentTopics, ExecutorParts
 from agents.publish import Publisher
@@ -60,10 +60,8 @@ def register(app: faust.App, topics: AgentTopics, broker: Broker, parts: Executo
         resolver = asyncio.create_task(_retry_unresolved(service), name=f"resolver-{broker}")
         try:
             async for events in batches(stream, limits):
-                requests = await dead.parse(events, OrderRequest)
-                if requests:
-                    await process_batch(f"executor-{broker}", events, partial(service.handle, requests),
-                                        dead, transient)
+                requests = await parse_items(events, OrderRequest, dead)
+                await process_batch(f"executor-{broker}", requests, service.handle, dead, transient)
         finally:
             poller.cancel()
             resolver.cancel()

@@ -8,13 +8,12 @@ real-time Redis feed, and both are idempotent, so redelivery is harmless.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from functools import partial
 from typing import Any
 
 import faust
 from faust.types import StreamT
 
-from agents.batches import BatchLimits, batches, process_batch
+from agents.batches import BatchLimits, batches, parse_items, process_batch
 from agents.dead_letters import DeadLetters
 from agents.parts import AgentTopics, FillSinks
 from schemas import Fill
@@ -27,9 +26,8 @@ def register(app: faust.App, topics: AgentTopics, sinks: FillSinks, limits: Batc
         @app.agent(topics.fills, name=name)
         async def consume(stream: StreamT[bytes]) -> None:
             async for events in batches(stream, limits):
-                fills = await dead.parse(events, Fill)
-                if fills:
-                    await process_batch(name, events, partial(sink, fills), dead, sinks.transient)
+                fills = await parse_items(events, Fill, dead)
+                await process_batch(name, fills, sink, dead, sinks.transient)
 
     async def to_db(fills: Sequence[Fill]) -> None:
         await (await sinks.store()).apply_fills(fills)

@@ -2,7 +2,9 @@
 
 Money and quantities are ``Decimal`` (never float): a price of 0.1 must stay 0.1 through routing,
 execution and the database. Models are frozen so a message cannot be mutated after validation;
-state changes produce a new ``Order`` via ``Order.transition``.
+state changes produce a new ``Order`` via ``Order.transition``. Field types (schemas/fields.py)
+accept only what the database can store: no NUL in text, decimals within NUMERIC's range, and
+timestamps with a timezone; anything else fails here and is dead-lettered alone.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -22,12 +24,16 @@ from schemas.enums import (
     Side,
     TimeInForce,
 )
-
-PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
-NonNegativeDecimal = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
-SignedDecimal = Annotated[Decimal, Field(allow_inf_nan=False)]
-Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/\-]+$")]
-Symbol = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:/\- ]+$")]
+from schemas.fields import (
+    Identifier,
+    NonNegativeDecimal,
+    PositiveDecimal,
+    SignedDecimal,
+    StrategyName,
+    Symbol,
+    Text,
+    Timestamp,
+)
 
 
 def utcnow() -> datetime:
@@ -59,8 +65,8 @@ class OrderIntent(WireModel):
     """The trading intent shared by a Signal and the OrderRequest routed from it."""
 
     signal_id: Identifier
-    ts: datetime = Field(default_factory=utcnow)
-    strategy: Annotated[str, Field(min_length=1, max_length=64)] = "manual"
+    ts: Timestamp = Field(default_factory=utcnow)
+    strategy: StrategyName = "manual"
     symbol: Symbol
     side: Side
     quantity: PositiveDecimal
@@ -118,9 +124,9 @@ class OrderRequest(OrderIntent):
     client_order_id: Identifier
     asset_class: AssetClass
     broker: Broker
-    route_reason: str = ""
+    route_reason: Text = ""
     rerouted_from: Broker | None = None
-    routed_at: datetime = Field(default_factory=utcnow)
+    routed_at: Timestamp = Field(default_factory=utcnow)
 
     @classmethod
     def from_signal(
@@ -157,10 +163,10 @@ class Order(OrderRequest):
     state: OrderState = OrderState.PENDING
     filled_quantity: NonNegativeDecimal = Decimal(0)
     avg_fill_price: PositiveDecimal | None = None
-    venue_order_id: str | None = None
-    reason: str = ""
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
+    venue_order_id: Text | None = None
+    reason: Text = ""
+    created_at: Timestamp = Field(default_factory=utcnow)
+    updated_at: Timestamp = Field(default_factory=utcnow)
 
     @classmethod
     def from_request(cls, request: OrderRequest, *, at: datetime | None = None) -> Order:
@@ -234,18 +240,18 @@ class Fill(WireModel):
     exec_id: Identifier
     cumulative_quantity: PositiveDecimal
     client_order_id: Identifier
-    venue_order_id: str | None = None
+    venue_order_id: Text | None = None
     broker: Broker
     symbol: Symbol
     asset_class: AssetClass
-    strategy: str = "manual"
+    strategy: Text = "manual"
     side: Side
     quantity: PositiveDecimal
     price: PositiveDecimal
     commission: NonNegativeDecimal = Decimal(0)
-    commission_asset: str | None = None
-    ts: datetime = Field(default_factory=utcnow)
-    signal_ts: datetime | None = None
+    commission_asset: Text | None = None
+    ts: Timestamp = Field(default_factory=utcnow)
+    signal_ts: Timestamp | None = None
 
     @property
     def signed_quantity(self) -> Decimal:
@@ -260,8 +266,8 @@ class OrderEvent(WireModel):
     symbol: Symbol
     state: OrderState
     previous_state: OrderState | None = None
-    reason: str = ""
-    ts: datetime = Field(default_factory=utcnow)
+    reason: Text = ""
+    ts: Timestamp = Field(default_factory=utcnow)
 
     @classmethod
     def of(cls, order: Order, previous: OrderState | None) -> OrderEvent:
@@ -282,7 +288,7 @@ class Position(WireModel):
     quantity: SignedDecimal
     avg_price: NonNegativeDecimal
     realized_pnl: SignedDecimal = Decimal(0)
-    updated_at: datetime = Field(default_factory=utcnow)
+    updated_at: Timestamp = Field(default_factory=utcnow)
 
 
 class NavQuote(WireModel):
@@ -293,7 +299,7 @@ class NavQuote(WireModel):
     spot_symbol: Symbol
     trust_price: PositiveDecimal
     nav_per_share: PositiveDecimal
-    ts: datetime = Field(default_factory=utcnow)
+    ts: Timestamp = Field(default_factory=utcnow)
 
 
 class DeadLetter(WireModel):

@@ -1,32 +1,41 @@
-"""The wire contract: Signal validation, Decimal fidelity, client order ids, the state machine."""
+"""The wire contract: Signal validation, Decimal fidelity, client order ids, the state machine, and
+only what the database can store (no NUL, decimals within NUMERIC's range, timestamps with a zone)."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import re
+from datetime import datetime
 from decimal import Decimal
+from typing import Annotated, Any, get_args, get_origin
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from agents.dead_letters import describe
+from execution.fills import DECIMAL_PRECISION, average_after
 from schemas import (
     ALLOWED_TRANSITIONS,
     TERMINAL_STATES,
     AssetClass,
     Broker,
+    DeadLetter,
     Fill,
     IllegalTransition,
+    NavQuote,
     Order,
     OrderEvent,
     OrderRequest,
     OrderState,
     OrderType,
+    Position,
     Side,
     Signal,
     client_order_id_for,
 )
+from schemas.export import WIRE_MODELS
+from schemas.fields import DECIMAL_MAX_DIGITS
 from tests.unit.fakes import make_order
 
 BINANCE_CLIENT_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
@@ -318,3 +327,181 @@ def test_order_remaining() -> None:
     order = make_order(quantity=Decimal("1"), filled_quantity=Decimal("0.3"),
                        state=OrderState.PARTIALLY_FILLED)
     assert order.remaining == Decimal("0.7")
+
+
+# --- only what the database can store (schemas/fields.py) --------------------------------------
+
+ABSURD_DECIMALS = {
+    "1e-200000": "200000 digits after the decimal point",
+    "1e400000": "magnitude 1E+400000 is too large",
+    "1E-101": "101 digits after the decimal point",
+    "1E+40": "magnitude 1E+40 is too large",
+    "0." + "0" * 100 + "1": "101 digits after the decimal point",
+    "1" + "2" * 50: "51 significant digits",
+    "1." + "2" * 50: "51 significant digits",
+}
+EDGE_DECIMALS = [
+    "1E-100",                      # the finest accepted
+    "0." + "0" * 99 + "1",         # the same, written out
+    "9" * 40,                      # the largest magnitude accepted: just under 1E+40
+    "1." + "0" * 99,               # trailing zeros count as places, not as significant digits
+    "1." + "2" * 49,               # 50 significant digits
+    "0.00000001",
+]
+
+
+def wire(**overrides: object) -> str:
+    """A signal as a producer would publish it (json escapes NUL as \\u0000)."""
+    return json.dumps(base(**overrides))
+
+
+def _sample_messages() -> dict[type[BaseModel], dict[str, Any]]:
+    order = make_order(venue_order_id="v-1")
+    return {
+        Signal: base(group_id="g-1", strategy="momo"),
+        OrderRequest: OrderRequest.from_signal(Signal.model_validate(base()), asset_class=AssetClass.CRYPTO,
+                                               broker=Broker.BINANCE, reason="crypto").model_dump(mode="json"),
+        Order: order.model_dump(mode="json"),
+        Fill: {"exec_id": "e-1", "cumulative_quantity": "1", "client_order_id": order.client_order_id,
+               "venue_order_id": "v-1", "broker": "binance", "symbol": "BTC-USDT", "asset_class": "CRYPTO",
+               "side": "BUY", "quantity": "1", "price": "100", "commission_asset": "BNB",
+               "signal_ts": "2026-01-01T00:00:00Z"},
+        OrderEvent: OrderEvent.of(order, None).model_dump(mode="json"),
+        Position: {"broker": "paper", "symbol": "BTC-USDT", "quantity": "-1", "avg_price": "100"},
+        NavQuote: {"pair": "GBTC-BTC", "trust_symbol": "GBTC", "spot_symbol": "BTC-USD", "trust_price": "50",
+                   "nav_per_share": "52"},
+    }
+
+
+SAMPLES = _sample_messages()
+
+
+def stored_fields(kind: type) -> list[tuple[type[BaseModel], str]]:
+    """Every (model, field) of the stored messages whose type is ``kind`` or ``kind | None``."""
+
+    def bare(annotation: Any) -> Any:  # Annotated[str, ...] -> str
+        return get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
+
+    return [(model, name) for model in SAMPLES for name, info in model.model_fields.items()
+            if bare(info.annotation) is kind or kind in map(bare, get_args(info.annotation))]
+
+
+def field_ids(pairs: list[tuple[type[BaseModel], str]]) -> list[str]:
+    return [f"{model.__name__}.{name}" for model, name in pairs]
+
+
+def test_every_stored_message_has_a_valid_sample() -> None:
+    for model, data in SAMPLES.items():
+        model.model_validate(data)
+    assert set(SAMPLES) | {DeadLetter} == set(WIRE_MODELS)  # DeadLetter keeps any text, raw
+
+
+@pytest.mark.parametrize("field", ["strategy", "symbol", "signal_id", "group_id"])
+@pytest.mark.parametrize("text", ["\x00momo", "mo\x00mo", "momo\x00"])
+def test_nul_in_signal_text_is_rejected_with_a_readable_reason(field: str, text: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Signal.model_validate_json(wire(**{field: text}))
+    assert error_fields(info.value) == {field}
+    assert f"{field}: Value error, contains a NUL character (\\u0000)" in describe(info.value)
+
+
+TEXT_FIELDS = stored_fields(str)
+
+
+@pytest.mark.parametrize(("model", "field"), TEXT_FIELDS, ids=field_ids(TEXT_FIELDS))
+def test_every_stored_text_field_rejects_nul(model: type[BaseModel], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        model.model_validate({**SAMPLES[model], field: "AB\x00CD"})
+    assert error_fields(info.value) == {field}
+    assert "NUL character" in describe(info.value)
+
+
+def test_text_fields_cover_the_free_text_columns() -> None:
+    names = {f"{m.__name__}.{f}" for m, f in TEXT_FIELDS}
+    assert {"Signal.strategy", "Order.reason", "Order.route_reason", "Order.venue_order_id",
+            "Fill.strategy", "Fill.commission_asset", "OrderEvent.reason", "NavQuote.pair"} <= names
+
+
+@pytest.mark.parametrize("value", list(ABSURD_DECIMALS), ids=[v[:16] for v in ABSURD_DECIMALS])
+@pytest.mark.parametrize("field", ["quantity", "limit_price", "reference_price"])
+def test_decimals_the_database_cannot_store_are_rejected(field: str, value: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Signal.model_validate_json(wire(**{field: value}))
+    assert error_fields(info.value) == {field}
+    assert ABSURD_DECIMALS[value] in describe(info.value)
+
+
+@pytest.mark.parametrize("number", ["1e-200000", "1e400000", "1e-300", "-1e-200000"])
+def test_absurd_json_numbers_are_rejected(number: str) -> None:
+    # a JSON number (not a string) goes through a float: 0, inf or 1E-300, all refused
+    raw = '{"signal_id": "s", "symbol": "SPY", "side": "BUY", "quantity": ' + number + "}"
+    with pytest.raises(ValidationError) as info:
+        Signal.model_validate_json(raw)
+    assert error_fields(info.value) == {"quantity"}
+
+
+DECIMAL_FIELDS = stored_fields(Decimal)
+
+
+@pytest.mark.parametrize(("model", "field"), DECIMAL_FIELDS, ids=field_ids(DECIMAL_FIELDS))
+@pytest.mark.parametrize("value", ["1E-200000", "1E+400000", "-1E+400000"])
+def test_every_stored_decimal_field_rejects_absurd_exponents(model: type[BaseModel], field: str,
+                                                              value: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        model.model_validate({**SAMPLES[model], field: value})
+    assert error_fields(info.value) == {field}
+
+
+@pytest.mark.parametrize("value", EDGE_DECIMALS, ids=[v[:16] for v in EDGE_DECIMALS])
+@pytest.mark.parametrize("field", ["quantity", "limit_price", "reference_price"])
+def test_edge_decimals_are_accepted_exactly(field: str, value: str) -> None:
+    signal = Signal.model_validate_json(wire(**{field: value}))
+    assert getattr(signal, field) == Decimal(value)
+    assert getattr(Signal.model_validate_json(signal.to_bytes()), field) == Decimal(value)
+
+
+@pytest.mark.parametrize("value", ["0", "0E-100", "0.000"])
+def test_zero_in_any_notation_is_a_storable_non_negative(value: str) -> None:
+    position = Position.model_validate({**SAMPLES[Position], "avg_price": value})
+    assert position.avg_price == 0
+
+
+def test_averages_of_the_fill_arithmetic_are_storable() -> None:
+    # the store reads back what execution/fills.py computed at full precision; it must validate
+    assert DECIMAL_PRECISION <= DECIMAL_MAX_DIGITS
+    average = average_after(Decimal("1"), Decimal("1E-12"), Decimal("2"), Decimal("2.00000001E-12"))
+    assert len(average.as_tuple().digits) == DECIMAL_PRECISION  # did not terminate: full precision
+    order = Order.model_validate({**SAMPLES[Order], "avg_fill_price": average})
+    assert order.avg_fill_price == average
+
+
+@pytest.mark.parametrize("ts", ["2026-11-25T14:30:00", "2026-11-25 14:30:00", "2026-11-25T14:30:00.123456"])
+def test_signal_ts_without_a_timezone_is_rejected_with_a_readable_reason(ts: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Signal.model_validate_json(wire(ts=ts))
+    assert error_fields(info.value) == {"ts"}
+    assert "ts: Value error, timestamp without a timezone" in describe(info.value)
+
+
+def test_a_naive_datetime_is_rejected_in_python_too() -> None:
+    with pytest.raises(ValidationError) as info:
+        Signal.model_validate(base(ts=datetime(2026, 11, 25, 14, 30)))
+    assert error_fields(info.value) == {"ts"}
+
+
+@pytest.mark.parametrize(("ts", "utc"), [("2026-11-25T14:30:00Z", "2026-11-25T14:30:00+00:00"),
+                                         ("2026-11-25T20:00:00+05:30", "2026-11-25T14:30:00+00:00"),
+                                         ("2026-11-25T09:30:00-05:00", "2026-11-25T14:30:00+00:00")])
+def test_signal_ts_with_an_offset_is_the_same_instant(ts: str, utc: str) -> None:
+    assert Signal.model_validate_json(wire(ts=ts)).ts == datetime.fromisoformat(utc)
+
+
+TIME_FIELDS = stored_fields(datetime)
+
+
+@pytest.mark.parametrize(("model", "field"), TIME_FIELDS, ids=field_ids(TIME_FIELDS))
+def test_every_stored_timestamp_needs_a_timezone(model: type[BaseModel], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        model.model_validate({**SAMPLES[model], field: "2026-11-25T14:30:00"})
+    assert error_fields(info.value) == {field}
+    model.model_validate({**SAMPLES[model], field: "2026-11-25T14:30:00Z"})
