@@ -12,6 +12,10 @@ compose the whole pipeline from them, and they only help if they behave like pro
   touches fill totals (``apply_fills`` is their only writer), and records every event regardless.
 * ``apply_fills`` is idempotent on ``(broker, exec_id)`` and on each order's cumulative
   watermark; fill and position arithmetic is the core's (``execution/fills.py``).
+* Ownership (``claim_orders``, ``renew_claims``, ``claim_expired``, ``release_claims``) follows
+  ``adapters/timescale/sql.py`` rule for rule; lease times are read from the injected ``now``
+  (the database's ``now()`` there), so a replay or test decides when a lease runs out
+  (``execution/clock.py``'s ``ManualClock``). A terminal transition clears the claim.
 
 Nothing here is safe for several processes; within one event loop every method is atomic (no
 ``await`` inside), which is what one transaction gives the real store.
@@ -24,7 +28,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from execution.fills import (
@@ -36,7 +40,7 @@ from execution.fills import (
     first_of_each,
     move_positions,
 )
-from execution.ports import FillFee
+from execution.ports import ClaimResult, FillFee
 from schemas import Broker, Fill, Order, OrderEvent, OrderState, Position, utcnow
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,14 @@ _RANK = {OrderState.PENDING: 0, OrderState.SUBMITTED: 1, OrderState.PARTIALLY_FI
 
 def _rank(state: OrderState) -> int:
     return _RANK.get(state, 3)
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """``orders.owner`` / ``orders.lease_until`` of one order (absent = free)."""
+
+    owner: str
+    lease_until: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +83,10 @@ class InMemoryStore:
         self._positions: dict[PositionKey, Position] = {}
         #: late fees by fill, with when each was recorded (as fill_fees.recorded_at)
         self._fees: dict[tuple[Broker, str], tuple[FillFee, datetime]] = {}
+        #: ``orders.executor``: the broker each order was inserted with (the topic it came from)
+        self._executors: dict[str, Broker] = {}
+        #: ``orders.owner`` / ``lease_until`` of the claimed orders
+        self._claims: dict[str, _Claim] = {}
 
     async def close(self) -> None:
         """Nothing to release; here so a composition closes every store alike."""
@@ -78,19 +94,63 @@ class InMemoryStore:
     # ---- OrderStore ------------------------------------------------------------------------
 
     async def insert_orders(self, orders: Sequence[Order]) -> set[str]:
-        """Insert each order unless its id exists; return the ids inserted."""
-        inserted: dict[str, Order] = {}
-        for order in orders:
-            if order.client_order_id not in self.orders and order.client_order_id not in inserted:
-                inserted[order.client_order_id] = order
-        for cid in sorted(inserted):
-            order = inserted[cid]
-            self.orders[cid] = order
-            self._events.append(
-                OrderEvent(client_order_id=cid, broker=order.broker, symbol=order.symbol, state=order.state,
-                           previous_state=None, reason=order.reason, ts=order.updated_at)
-            )
-        return set(inserted)
+        """Insert each order unless its id exists, unowned; return the ids inserted."""
+        return set(self._insert(orders))
+
+    async def claim_orders(self, orders: Sequence[Order], *, owner: str, lease_seconds: float) -> ClaimResult:
+        """Insert the new orders owned by ``owner`` (terminal ones unowned) and take over the
+        existing open orders whose claim is free, expired or ``owner``'s. See
+        ``TimescaleStore.claim_orders``."""
+        now = self._now()
+        lease = _Claim(owner, now + timedelta(seconds=lease_seconds))
+        requested = {order.client_order_id for order in orders}
+        inserted = self._insert(orders)
+        for cid in inserted:
+            if not self.orders[cid].state.is_terminal:
+                self._claims[cid] = lease
+        claimed = {cid for cid in requested - inserted if self._claimable(cid, owner, now)}
+        for cid in claimed:
+            self._claims[cid] = lease
+        return ClaimResult(inserted=frozenset(inserted), claimed=frozenset(claimed))
+
+    async def renew_claims(self, *, owner: str, client_order_ids: Sequence[str], lease_seconds: float) -> set[str]:
+        """Extend ``owner``'s leases on these ids from now; return the ids it still owns."""
+        now = self._now()
+        renewed = {
+            cid for cid in client_order_ids
+            if (claim := self._claims.get(cid)) is not None and claim.owner == owner
+        }
+        for cid in renewed:
+            self._claims[cid] = _Claim(owner, now + timedelta(seconds=lease_seconds))
+        return renewed
+
+    async def claim_expired(
+        self, executor: Broker, *, owner: str, lease_seconds: float, limit: int = 500
+    ) -> list[Order]:
+        """Take over up to ``limit`` open orders of ``executor``'s topic whose claim is free or
+        expired, oldest first. See ``TimescaleStore.claim_expired``."""
+        if limit <= 0:
+            return []
+        now = self._now()
+        due = sorted(
+            (
+                order for cid, order in self.orders.items()
+                if self._executor(cid) == executor and not order.state.is_terminal
+                and self._claimable(cid, None, now)
+            ),
+            key=lambda o: (o.created_at, o.client_order_id),
+        )[:limit]
+        lease = _Claim(owner, now + timedelta(seconds=lease_seconds))
+        for order in due:
+            self._claims[order.client_order_id] = lease
+        return due
+
+    async def release_claims(self, *, owner: str, client_order_ids: Sequence[str]) -> None:
+        """Free ``owner``'s claims on these ids; claims held by others are untouched."""
+        for cid in client_order_ids:
+            claim = self._claims.get(cid)
+            if claim is not None and claim.owner == owner:
+                del self._claims[cid]
 
     async def get_orders(self, client_order_ids: Sequence[str]) -> dict[str, Order]:
         return {cid: self.orders[cid] for cid in client_order_ids if cid in self.orders}
@@ -103,6 +163,8 @@ class InMemoryStore:
             if current is None or current.state.is_terminal:
                 continue
             state = order.state if _rank(order.state) >= _rank(current.state) else current.state
+            if state.is_terminal:
+                self._claims.pop(order.client_order_id, None)
             self.orders[order.client_order_id] = current.model_copy(update={
                 "state": state,
                 "reason": order.reason,
@@ -163,6 +225,8 @@ class InMemoryStore:
                     else state.venue_order_id,
                     "updated_at": now,
                 })
+                if state.state is not None and state.state.is_terminal:
+                    self._claims.pop(state.client_order_id, None)
         self._events.extend(events)
         for item in applied:
             if not states[item.fill.client_order_id].exists:
@@ -197,6 +261,36 @@ class InMemoryStore:
         return [self._with_fee(r.applied.fill) for r in sorted(found, key=lambda r: (r.recorded_at, r.applied.fill.ts))]
 
     # ---- internals ---------------------------------------------------------------------------
+
+    def _insert(self, orders: Sequence[Order]) -> set[str]:
+        """Step 2's insert: the first of each new id, with its first audit event and its
+        ``executor`` (the broker it is inserted with); existing ids are left as they are."""
+        inserted: dict[str, Order] = {}
+        for order in orders:
+            if order.client_order_id not in self.orders and order.client_order_id not in inserted:
+                inserted[order.client_order_id] = order
+        for cid in sorted(inserted):
+            order = inserted[cid]
+            self.orders[cid] = order
+            self._executors[cid] = order.broker
+            self._events.append(
+                OrderEvent(client_order_id=cid, broker=order.broker, symbol=order.symbol, state=order.state,
+                           previous_state=None, reason=order.reason, ts=order.updated_at)
+            )
+        return set(inserted)
+
+    def _executor(self, client_order_id: str) -> Broker:
+        """The topic an order came from. A row put into ``orders`` directly (a test's seed, as a
+        row written before schemas/sql/004_order_claims.sql) counts as inserted with its broker."""
+        return self._executors.get(client_order_id, self.orders[client_order_id].broker)
+
+    def _claimable(self, client_order_id: str, owner: str | None, now: datetime) -> bool:
+        """An existing open order whose claim is free, expired, or already ``owner``'s."""
+        order = self.orders.get(client_order_id)
+        if order is None or order.state.is_terminal:
+            return False
+        claim = self._claims.get(client_order_id)
+        return claim is None or claim.owner == owner or claim.lease_until < now
 
     def _with_fee(self, fill: Fill) -> Fill:
         recorded = self._fees.get((fill.broker, fill.exec_id))

@@ -186,21 +186,79 @@ class MarketDataPort(Protocol):
     async def quote(self, symbol: str) -> Quote | None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    """What ``OrderStore.claim_orders`` did with each client order id of a batch.
+
+    The claim is how several executors of one topic (scale-out, rebalances, a resolver in the same
+    process) agree on who may place an order: only the holder of a live claim places it. The two
+    sets answer the caller's two questions at once, without a second round trip:
+
+    * ``inserted``: rows this call created (step 2), now owned by the caller: place them.
+    * ``claimed``: rows that already existed (a redelivery), are not terminal, and are now owned
+      by the caller because their claim was free, expired, or already the caller's: resume them
+      (ask the venue before placing anything).
+
+    An id in neither set exists and is terminal, or is held by another live owner: leave it alone.
+    """
+
+    inserted: frozenset[str]
+    claimed: frozenset[str]
+
+
 class OrderStore(Protocol):
-    """Durable order state. ``insert_orders`` is step 2 and the idempotency gate."""
+    """Durable order state. ``claim_orders`` is step 2, the idempotency gate and the ownership gate.
+
+    Ownership: a non-terminal order row carries an ``owner`` (an executor instance) and a lease
+    expiry. Only the owner places or re-places it; the owner renews the lease while it works on
+    the order and releases it on a graceful stop; a terminal transition clears it. An owner that
+    dies stops renewing, so its orders become claimable by a survivor's sweep (``claim_expired``)
+    once the lease has run out. Lease times are the store's clock (the database's ``now()`` for
+    PostgreSQL, so every process reads one clock), never the caller's.
+    """
 
     async def insert_orders(self, orders: Sequence[Order]) -> set[str]:
-        """Insert each order unless its client_order_id exists; return the ids inserted."""
+        """Insert each order unless its client_order_id exists; return the ids inserted.
+
+        The rows are unowned (free for the first ``claim_orders``/``claim_expired``)."""
+        ...
+
+    async def claim_orders(self, orders: Sequence[Order], *, owner: str, lease_seconds: float) -> ClaimResult:
+        """Step 2 with ownership, atomically and in one round trip for the whole batch: insert the
+        new orders owned by ``owner``, and take over the existing non-terminal ones whose claim is
+        free, expired or already ``owner``'s. Each row remembers the broker it was inserted with as
+        its ``executor`` (the topic it came from), which a later reroute to paper does not change.
+        """
+        ...
+
+    async def renew_claims(self, *, owner: str, client_order_ids: Sequence[str], lease_seconds: float) -> set[str]:
+        """Extend the lease of those ids still owned by ``owner``; return them. An id missing from
+        the answer was taken over (the lease had expired) or went terminal: stop working on it."""
+        ...
+
+    async def claim_expired(
+        self, executor: Broker, *, owner: str, lease_seconds: float, limit: int = 500
+    ) -> list[Order]:
+        """Take over up to ``limit`` non-terminal orders of ``executor`` (the topic they came from,
+        so orders rerouted to paper are included) whose claim is free or expired; return them,
+        oldest first. Concurrent sweepers never receive the same order."""
+        ...
+
+    async def release_claims(self, *, owner: str, client_order_ids: Sequence[str]) -> None:
+        """Free the claims ``owner`` holds on these ids (graceful shutdown), so a survivor's next
+        sweep takes them at once instead of after the lease."""
         ...
 
     async def get_orders(self, client_order_ids: Sequence[str]) -> dict[str, Order]: ...
 
     async def save_transitions(self, changes: Sequence[tuple[Order, OrderEvent]]) -> None:
-        """Persist new order states with their audit events, in one batch."""
+        """Persist new order states with their audit events, in one batch. A transition to a
+        terminal state also clears the order's claim (nothing is left to place or watch)."""
         ...
 
     async def open_orders(self, broker: Broker) -> list[Order]:
-        """Every non-terminal order currently placed at ``broker`` (for reconcile on start)."""
+        """Every non-terminal order currently placed at ``broker``, whoever owns it (a read; use
+        ``claim_expired`` to take orders over)."""
         ...
 
     async def record_fees(self, fees: Sequence[FillFee]) -> None:
@@ -211,7 +269,8 @@ class OrderStore(Protocol):
 class FillStore(Protocol):
     async def apply_fills(self, fills: Sequence[Fill]) -> list[Fill]:
         """Steps 6-7: record fills, advance their orders, update positions, in one transaction.
-        Idempotent on ``(broker, exec_id)``; returns the fills that were new."""
+        Idempotent on ``(broker, exec_id)``; returns the fills that were new. An order the fills
+        make FILLED loses its claim, like any terminal transition."""
         ...
 
     async def positions(self, broker: Broker | None = None) -> list[Position]: ...

@@ -115,17 +115,102 @@ def arrays(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     return [[db_value(value) for value in column] for column in zip(*rows, strict=True)]
 
 
-INSERT_ORDERS = (
-    # One statement (so one round trip, atomic without BEGIN/COMMIT): the new orders and, for
-    # exactly those that were new, their first audit event. Step 2 sits on the hot path.
-    "WITH inserted AS ("
-    + insert_sql("orders", ORDER_COLUMNS,
-                 "ON CONFLICT (client_order_id) DO NOTHING "
-                 "RETURNING client_order_id, updated_at, state, reason, broker, symbol")
-    + "), events AS (INSERT INTO order_events (client_order_id, ts, state, previous_state, reason, broker, symbol) "
+def _terminal_list() -> str:
+    return ", ".join(f"'{value}'" for value in TERMINAL_STATE_VALUES)
+
+
+#: "the order is not terminal", as a literal list: the partial index of the sweep
+#: (schemas/sql/004_order_claims.sql) is only usable by a query whose WHERE repeats its predicate
+#: literally; a ``<> ALL($n)`` parameter would hide it from the planner.
+OPEN_STATE_SQL = f"state NOT IN ({_terminal_list()})"
+TERMINAL_STATE_SQL = f"IN ({_terminal_list()})"
+
+_ORDER_NAMES = ", ".join(name for name, _ in ORDER_COLUMNS)
+_ORDER_PARAMS = ", ".join(f"${i}::{pg_type}[]" for i, (_, pg_type) in enumerate(ORDER_COLUMNS, start=1))
+#: the first parameter after the order columns' arrays ($1 is the array of client order ids)
+_NEXT = len(ORDER_COLUMNS) + 1
+#: a lease of ``$n`` seconds from the database's clock: every process compares with one clock
+_LEASE = "now() + make_interval(secs => ${n}::float8)"
+
+
+def _insert_order_rows(owner: str, lease_until: str) -> str:
+    """The batch insert of step 2: the ``Order`` columns from typed arrays plus the claim columns.
+
+    ``executor`` is the broker the order is inserted with, i.e. the topic it came from; no later
+    statement writes it, so a reroute to paper keeps the order in its executor's sweep."""
+    return (
+        f"INSERT INTO orders ({_ORDER_NAMES}, executor, owner, lease_until) "
+        f"SELECT {_ORDER_NAMES}, u.broker, {owner}, {lease_until} "
+        f"FROM unnest({_ORDER_PARAMS}) AS u({_ORDER_NAMES}) "
+        "ON CONFLICT (client_order_id) DO NOTHING "
+        "RETURNING client_order_id, updated_at, state, reason, broker, symbol"
+    )
+
+
+#: For exactly the rows an insert CTE named ``inserted`` created: their first audit event.
+_FIRST_EVENTS = (
+    "events AS (INSERT INTO order_events (client_order_id, ts, state, previous_state, reason, broker, symbol) "
     "SELECT client_order_id, updated_at, state, NULL, reason, broker, symbol FROM inserted "
-    "ORDER BY client_order_id) "
+    "ORDER BY client_order_id)"
+)
+
+INSERT_ORDERS = (
+    # One statement (so one round trip, atomic without BEGIN/COMMIT): the new orders, unowned,
+    # and, for exactly those that were new, their first audit event. Step 2 sits on the hot path.
+    f"WITH inserted AS ({_insert_order_rows('NULL::text', 'NULL::timestamptz')}), {_FIRST_EVENTS} "
     "SELECT client_order_id FROM inserted"
+)
+
+_OWNER = f"${_NEXT}::text"
+CLAIM_ORDERS = (
+    # Step 2 with ownership, one statement for the whole batch: insert the new rows owned by the
+    # caller (terminal ones unowned: nothing to place), then take over the existing open rows
+    # whose claim is free, expired or already the caller's. Every part of one statement reads
+    # one snapshot, so the UPDATE never sees the rows just inserted (excluded explicitly too,
+    # which also makes the insert run first); a row another transaction is claiming at the same
+    # moment is locked, waited for, and its WHERE re-checked against the committed claim, so
+    # two racing callers never both get it. A row inserted by a concurrent batch after our
+    # snapshot conflicts on insert and is invisible to the UPDATE: in neither set, as it
+    # should be (its inserter holds it).
+    "WITH inserted AS ("
+    + _insert_order_rows(
+        f"CASE WHEN u.state {TERMINAL_STATE_SQL} THEN NULL ELSE {_OWNER} END",
+        f"CASE WHEN u.state {TERMINAL_STATE_SQL} THEN NULL ELSE {_LEASE.format(n=_NEXT + 1)} END",
+    )
+    + f"), {_FIRST_EVENTS}, claimed AS ("
+    f"UPDATE orders AS o SET owner = {_OWNER}, lease_until = {_LEASE.format(n=_NEXT + 1)} "
+    "WHERE o.client_order_id = ANY($1::text[]) "
+    "AND o.client_order_id NOT IN (SELECT client_order_id FROM inserted) "
+    f"AND o.{OPEN_STATE_SQL} "
+    f"AND (o.owner IS NULL OR o.owner = {_OWNER} OR o.lease_until < now()) "
+    "RETURNING o.client_order_id) "
+    "SELECT client_order_id, true AS inserted FROM inserted "
+    "UNION ALL SELECT client_order_id, false AS inserted FROM claimed"
+)
+RENEW_CLAIMS = (
+    # No state test needed: every terminal transition clears the owner (SAVE_TRANSITION,
+    # ADVANCE_ORDERS) and a row inserted terminal is never owned.
+    f"UPDATE orders SET lease_until = {_LEASE.format(n=3)} "
+    "WHERE client_order_id = ANY($2::text[]) AND owner = $1::text "
+    "RETURNING client_order_id"
+)
+RELEASE_CLAIMS = (
+    "UPDATE orders SET owner = NULL, lease_until = NULL "
+    "WHERE client_order_id = ANY($2::text[]) AND owner = $1::text"
+)
+CLAIM_EXPIRED = (
+    # The sweep. SKIP LOCKED: a row another sweeper (or a claim_orders) is taking right now is
+    # left to it rather than waited for; FOR UPDATE re-checks the WHERE against the latest
+    # committed claim, so a row claimed since our snapshot is not taken again.
+    "WITH candidates AS ("
+    "SELECT client_order_id FROM orders "
+    f"WHERE executor = $1::text AND {OPEN_STATE_SQL} AND (owner IS NULL OR lease_until < now()) "
+    "ORDER BY created_at, client_order_id LIMIT $4::int FOR UPDATE SKIP LOCKED), "
+    "claimed AS ("
+    f"UPDATE orders AS o SET owner = $2::text, lease_until = {_LEASE.format(n=3)} "
+    "FROM candidates AS c WHERE o.client_order_id = c.client_order_id "
+    f"RETURNING {', '.join(f'o.{name}' for name, _ in ORDER_COLUMNS)}) "
+    f"SELECT {_ORDER_NAMES} FROM claimed ORDER BY created_at, client_order_id"
 )
 INSERT_EVENTS = insert_sql("order_events", EVENT_COLUMNS)
 INSERT_FILLS = insert_sql("fills", FILL_COLUMNS)
@@ -148,8 +233,11 @@ ORPHAN_WATERMARKS = (
     "WHERE client_order_id = ANY($1::text[]) GROUP BY client_order_id"
 )
 ADVANCE_ORDERS = (
+    # An order the fills make terminal (FILLED) loses its claim: nothing is left to watch.
     "UPDATE orders AS o SET filled_quantity = u.filled, avg_fill_price = u.avg, state = u.state, "
-    "venue_order_id = COALESCE(o.venue_order_id, u.venue_order_id), updated_at = $6 "
+    "venue_order_id = COALESCE(o.venue_order_id, u.venue_order_id), updated_at = $6, "
+    f"owner = CASE WHEN u.state {TERMINAL_STATE_SQL} THEN NULL ELSE o.owner END, "
+    f"lease_until = CASE WHEN u.state {TERMINAL_STATE_SQL} THEN NULL ELSE o.lease_until END "
     "FROM unnest($1::text[], $2::numeric[], $3::numeric[], $4::text[], $5::text[]) "
     "AS u(id, filled, avg, state, venue_order_id) WHERE o.client_order_id = u.id"
 )
@@ -170,6 +258,7 @@ WRITE_POSITIONS = (
 )
 # A transition never leaves a terminal state (WHERE) and never moves a live order backwards
 # (order_state_rank, see schemas/sql/001_core.sql); fill totals only grow. The event is recorded regardless.
+# A terminal transition (a terminal $2 always wins the rank) clears the claim with it.
 SAVE_TRANSITION = (
     # filled_quantity / avg_fill_price are deliberately absent: apply_fills is their only writer,
     # because its watermark (cumulative - filled_quantity) must only ever see applied fills.
@@ -178,7 +267,9 @@ SAVE_TRANSITION = (
     "ELSE o.state END, "
     "reason = $3, broker = $4, rerouted_from = $5, "
     "venue_order_id = COALESCE($6, o.venue_order_id), "
-    "updated_at = $7 "
+    "updated_at = $7, "
+    "owner = CASE WHEN $2::text = ANY($8::text[]) THEN NULL ELSE o.owner END, "
+    "lease_until = CASE WHEN $2::text = ANY($8::text[]) THEN NULL ELSE o.lease_until END "
     "WHERE o.client_order_id = $1 AND o.state <> ALL($8::text[])"
 )
 RECORD_FEES = (

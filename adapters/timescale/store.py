@@ -16,6 +16,10 @@ Why it is shaped like this:
   always in sorted key order, so several fill writers can run side by side without lost updates
   and without lock-order deadlocks; a deadlock reported anyway is retried.
 * Money is ``Decimal`` end to end (NUMERIC in, ``Decimal`` out of asyncpg).
+* Ownership (issue 12): an order row carries ``owner``/``lease_until``/``executor``
+  (``schemas/sql/004_order_claims.sql``). Claims are taken, renewed and swept in single
+  statements that compare with the database's ``now()``, never a worker's clock, so every process
+  agrees on whether a lease has run out; ``now`` below never decides a claim.
 * Migrations (``migrations.py``) run on ``start``; the read side is ``queries.py``.
 """
 
@@ -34,6 +38,8 @@ from adapters.timescale.migrations import apply_migrations, load_migrations
 from adapters.timescale.sql import (
     ADVANCE_ORDERS,
     CLAIM_EXEC_IDS,
+    CLAIM_EXPIRED,
+    CLAIM_ORDERS,
     ENSURE_POSITIONS,
     EVENT_COLUMNS,
     FILL_COLUMNS,
@@ -46,6 +52,8 @@ from adapters.timescale.sql import (
     ORDER_COLUMNS,
     ORPHAN_WATERMARKS,
     RECORD_FEES,
+    RELEASE_CLAIMS,
+    RENEW_CLAIMS,
     SAVE_TRANSITION,
     SELECT_ORDERS,
     TERMINAL_STATE_VALUES,
@@ -62,7 +70,7 @@ from execution.fills import (
     first_of_each,
     move_positions,
 )
-from execution.ports import FillFee
+from execution.ports import ClaimResult, FillFee
 from schemas import Broker, Fill, Order, OrderEvent, OrderState, Position, utcnow
 
 #: failures that pass when the database comes back; anything else from here is a bug or bad data
@@ -162,28 +170,61 @@ class TimescaleStore:
 
         An id that already exists is a redelivery: the caller resumes tracking instead of
         placing again. Each inserted order gets its first audit event in the same transaction.
+        The rows are unowned: the first ``claim_orders`` or sweep takes them (``claim_orders``
+        is the step 2 of a scaled-out executor).
         """
-        first: dict[str, Order] = {}
-        for order in orders:
-            first.setdefault(order.client_order_id, order)
-        unique = list(first.values())
-        if not unique:
+        params = _order_arrays(orders)
+        if params is None:
             return set()
-        # Sorted by key, like every multi-row write here, so concurrent batches cannot deadlock.
-        rows = [
-            tuple(getattr(order, name) for name, _ in ORDER_COLUMNS)
-            for order in sorted(unique, key=lambda o: o.client_order_id)
-        ]
+        rows = await self._statement("insert_orders", INSERT_ORDERS, *params)
+        return {row["client_order_id"] for row in rows}
 
-        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
-            try:
-                inserted_rows = await self.pool.fetch(INSERT_ORDERS, *arrays(rows, len(ORDER_COLUMNS)))
-                return {row["client_order_id"] for row in inserted_rows}
-            except asyncpg.DeadlockDetectedError as exc:
-                if attempt == TRANSACTION_ATTEMPTS:
-                    raise
-                log.warning("insert_orders attempt %d rolled back (%s); retrying", attempt, exc)
-        raise AssertionError("unreachable")
+    async def claim_orders(self, orders: Sequence[Order], *, owner: str, lease_seconds: float) -> ClaimResult:
+        """Step 2 with ownership: one statement, one round trip for the batch (``sql.CLAIM_ORDERS``).
+
+        New orders are inserted owned by ``owner`` with ``executor`` = their broker (terminal ones
+        unowned); existing open orders whose claim is free, expired or ``owner``'s are taken over.
+        Two executors racing on the same ids each get a disjoint share: row locks order them, and
+        the loser's WHERE is re-checked against the winner's committed claim.
+        """
+        params = _order_arrays(orders)
+        if params is None:
+            return ClaimResult(frozenset(), frozenset())
+        rows = await self._statement("claim_orders", CLAIM_ORDERS, *params, owner, float(lease_seconds))
+        return ClaimResult(
+            inserted=frozenset(row["client_order_id"] for row in rows if row["inserted"]),
+            claimed=frozenset(row["client_order_id"] for row in rows if not row["inserted"]),
+        )
+
+    async def renew_claims(self, *, owner: str, client_order_ids: Sequence[str], lease_seconds: float) -> set[str]:
+        """Extend ``owner``'s leases on these ids by ``lease_seconds`` from now; return the ids it
+        still owns (an id missing was taken over after its lease ran out, or went terminal)."""
+        if not client_order_ids:
+            return set()
+        rows = await self._statement(
+            "renew_claims", RENEW_CLAIMS, owner, sorted(set(client_order_ids)), float(lease_seconds)
+        )
+        return {row["client_order_id"] for row in rows}
+
+    async def claim_expired(
+        self, executor: Broker, *, owner: str, lease_seconds: float, limit: int = 500
+    ) -> list[Order]:
+        """The sweep: take over up to ``limit`` open orders that came from ``executor``'s topic and
+        whose claim is free or expired, oldest first (``sql.CLAIM_EXPIRED``). Rows being claimed
+        by someone else at this moment are skipped, not waited for, so concurrent sweepers share
+        the work and never return the same order."""
+        if limit <= 0:
+            return []
+        rows = await self._statement(
+            "claim_expired", CLAIM_EXPIRED, executor.value, owner, float(lease_seconds), limit
+        )
+        return [Order.model_validate(dict(row)) for row in rows]
+
+    async def release_claims(self, *, owner: str, client_order_ids: Sequence[str]) -> None:
+        """Free ``owner``'s claims on these ids (graceful shutdown): the next sweep of any
+        executor takes them at once. Claims held by others are untouched."""
+        if client_order_ids:
+            await self._statement("release_claims", RELEASE_CLAIMS, owner, sorted(set(client_order_ids)))
 
     async def get_orders(self, client_order_ids: Sequence[str]) -> dict[str, Order]:
         if not client_order_ids:
@@ -288,6 +329,19 @@ class TimescaleStore:
         return await queries.recorded_fills(self.pool, client_order_id)
 
     # ---- internals ---------------------------------------------------------------------------
+
+    async def _statement(self, what: str, query: str, *args: object) -> list[asyncpg.Record]:
+        """Run one self-contained statement (atomic on its own, one round trip); rerun it when
+        PostgreSQL picked it as a deadlock victim (rolled back whole, so rerunning is safe)."""
+        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+            try:
+                rows: list[asyncpg.Record] = await self.pool.fetch(query, *args)
+                return rows
+            except asyncpg.DeadlockDetectedError as exc:
+                if attempt == TRANSACTION_ATTEMPTS:
+                    raise
+                log.warning("%s attempt %d rolled back (%s); retrying", what, attempt, exc)
+        raise AssertionError("unreachable")
 
     async def _transaction(self, what: str, work: Callable[[asyncpg.Connection], Awaitable[_T]]) -> _T:
         """Run ``work`` in one transaction; rerun it when PostgreSQL picked it as a deadlock or
@@ -415,6 +469,19 @@ class TimescaleStore:
             [positions[k].realized_pnl for k in keys],
             now,
         )
+
+
+def _order_arrays(orders: Sequence[Order]) -> list[list[object]] | None:
+    """The batch as one typed array per ``ORDER_COLUMNS`` column (the first of each id kept), or
+    None when empty. Sorted by key, like every multi-row write here, so concurrent batches take
+    their row locks in one order and cannot deadlock."""
+    first: dict[str, Order] = {}
+    for order in orders:
+        first.setdefault(order.client_order_id, order)
+    if not first:
+        return None
+    rows = [tuple(getattr(first[cid], name) for name, _ in ORDER_COLUMNS) for cid in sorted(first)]
+    return arrays(rows, len(ORDER_COLUMNS))
 
 
 def _warn_orphans(orders: dict[str, OrderFillState], applied: Sequence[AppliedFill]) -> None:

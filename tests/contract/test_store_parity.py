@@ -19,7 +19,7 @@ import pytest_asyncio
 
 from adapters.memory import InMemoryStore
 from adapters.timescale import TimescaleStore
-from execution.ports import FillFee
+from execution.ports import ClaimResult, FillFee
 from schemas import AssetClass, Broker, Fill, Order, OrderEvent, OrderState, Side, client_order_id_for
 from tests.fixtures.storage import STORE_TABLES
 
@@ -27,6 +27,8 @@ D = Decimal
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
 Store = InMemoryStore | TimescaleStore
+#: long enough that no claim of a scenario expires while it runs
+LEASE = 600.0
 Step = tuple[str, Any]
 
 
@@ -130,7 +132,27 @@ def _scenarios() -> list[Scenario]:
         ("fees", [FillFee(Broker.PAPER, "e1", D("0.15"), "USD")]),  # again: same value
     ], lambda t: [f.commission for f in t["fills"]] == [D("0.15"), D("0.2")])
 
-    return [watermark, late, backwards, positions, fees]
+    k, m, n = order(30, broker=Broker.BINANCE), order(31, broker=Broker.BINANCE), order(32, broker=Broker.BINANCE)
+    rerouted = m.rerouted(Broker.PAPER, "binance circuit open", at=T0 + timedelta(minutes=7))
+    # Claims come after every write the stores stamp with their clocks: the in-memory store reads
+    # its clock for leases, PostgreSQL reads now(), so later stamps would tick apart.
+    ownership = Scenario("claims, renewals, release and the executor's sweep", [k, m, n], [
+        ("insert", [k]),  # unowned
+        ("claim", ([k, m, n, m], "A")),  # m, n inserted owned by A; k taken over
+        ("claim", ([k, m], "B")),  # A's and live: nothing
+        ("save", [(rerouted, OrderEvent.of(rerouted, m.state)), move(n, OrderState.CANCELLED, 8, reason="x")]),
+        ("renew", ("A", [k, m, n])),  # n is terminal: its claim went with it
+        ("release", ("A", [k, m])),
+        ("sweep", (Broker.PAPER, "B")),  # m is at paper now, but came from orders.binance
+        ("sweep", (Broker.BINANCE, "B")),
+        ("claim", ([k, n], "C")),  # B's, and terminal
+    ], lambda t: [(o.client_order_id, o.broker) for o in t["answers"][7]] == [
+        (k.client_order_id, Broker.BINANCE), (m.client_order_id, Broker.PAPER)]
+       and t["answers"][1] == ClaimResult(frozenset({m.client_order_id, n.client_order_id}),
+                                          frozenset({k.client_order_id}))
+       and t["answers"][4] == {k.client_order_id, m.client_order_id} and t["answers"][8].claimed == frozenset())
+
+    return [watermark, late, backwards, positions, fees, ownership]
 
 
 SCENARIOS = _scenarios()
@@ -142,11 +164,23 @@ async def transcript(store: Store, scenario: Scenario) -> dict[str, Any]:
         if kind == "insert":
             answers.append(await store.insert_orders(arg))
         elif kind == "save":
-            answers.append(await store.save_transitions(arg))
+            await store.save_transitions(arg)
+            answers.append(None)
         elif kind == "fills":
             answers.append(await store.apply_fills(arg))
         elif kind == "fees":
-            answers.append(await store.record_fees(arg))
+            await store.record_fees(arg)
+            answers.append(None)
+        elif kind == "claim":
+            answers.append(await store.claim_orders(arg[0], owner=arg[1], lease_seconds=LEASE))
+        elif kind == "renew":
+            answers.append(await store.renew_claims(owner=arg[0], client_order_ids=[o.client_order_id for o in arg[1]],
+                                                    lease_seconds=LEASE))
+        elif kind == "release":
+            await store.release_claims(owner=arg[0], client_order_ids=[o.client_order_id for o in arg[1]])
+            answers.append(None)
+        elif kind == "sweep":
+            answers.append(await store.claim_expired(arg[0], owner=arg[1], lease_seconds=LEASE))
         elif kind == "look":
             answers.append(await store.get_orders([o.client_order_id for o in arg]))
         else:
