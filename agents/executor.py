@@ -58,13 +58,41 @@ def register(app: faust.App, topics: AgentTopics, broker: Broker, parts: Executo
         log.info("executor-%s ready", broker)
         poller = asyncio.create_task(service.tracker.run(), name=f"fill-tracker-{broker}")
         resolver = asyncio.create_task(_retry_unresolved(service), name=f"resolver-{broker}")
+        keeper = asyncio.create_task(_keep_claims(service, parts.sweep_interval), name=f"claims-{broker}")
         try:
             async for events in batches(stream, limits):
                 requests = await parse_items(events, OrderRequest, dead)
                 await process_batch(f"executor-{broker}", requests, service.handle, dead, transient)
         finally:
-            poller.cancel()
-            resolver.cancel()
+            for task in (poller, resolver, keeper):
+                task.cancel()
+            await _release(service)
+
+
+async def _keep_claims(service: ExecutionService, sweep_every: float) -> None:
+    """Renew the claims of what this executor works on (every third of the lease) and sweep for
+    orders whose owner died (every ``sweep_every``): a dead or scaled-in executor's open orders
+    are taken over within lease + sweep interval."""
+    renew_every = service.lease_seconds / 3
+    loop = asyncio.get_running_loop()
+    next_sweep = loop.time() + sweep_every
+    while True:
+        await asyncio.sleep(min(renew_every, max(0.0, next_sweep - loop.time())))
+        try:
+            await service.renew()
+            if loop.time() >= next_sweep:
+                next_sweep = loop.time() + sweep_every
+                await service.sweep()
+        except Exception:
+            log.exception("renewing claims / sweeping failed; will try again")
+
+
+async def _release(service: ExecutionService) -> None:
+    """Hand claims over on a graceful stop, bounded: a stop must not hang on a dead database."""
+    try:
+        await asyncio.wait_for(service.release(), timeout=2.0)
+    except Exception as exc:
+        log.warning("releasing claims on stop failed (%r); they expire after the lease", exc)
 
 
 async def _retry_unresolved(service: ExecutionService, every: float = 10.0) -> None:

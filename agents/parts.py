@@ -35,6 +35,8 @@ class ExecutorParts:
     service: Callable[[ExecutionEvents], Awaitable[ExecutionService]]
     transient: tuple[type[BaseException], ...]
     rng: random.Random
+    #: seconds between sweeps for orders whose claim expired (ORDER_SWEEP_INTERVAL)
+    sweep_interval: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,6 +159,9 @@ class FillTracker:
     def is_tracking(self, client_order_id: str) -> bool:
         return client_order_id in self._open
 
+    def tracked_ids(self) -> set[str]:
+        return set(self._open)
+
     @property
     def open_count(self) -> int:
         return len(self._open)

@@ -4,12 +4,21 @@ Steps 1-4 run here, per batch of OrderRequests from one broker topic; step 5 is 
 FillTracker's; steps 6-8 are the fills consumers' (DB writer, Redis bridge). The rule that
 makes at-least-once Kafka safe is step 2: an order whose ``client_order_id`` already exists is a
 redelivery and is never placed again. It is *resumed*: the venue is asked what it knows.
+
+Ownership: several executors of one broker run at once (scale-out, rebalances, restarts), and
+process memory cannot see another process. So step 2 also takes a durable *claim* on each order
+(``OrderStore.claim_orders``: owner + lease expiry on the row, in the same statement); only the
+claim holder places, resumes or tracks an order. The owner renews its claims while it works on
+them (``renew``), and a periodic ``sweep`` takes over only orders whose claim expired (their
+owner died or was scaled in), including orders this executor's topic rerouted to paper. A worker
+that cannot renew (database unreachable, process paused) stops placing before its lease runs out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +37,7 @@ from execution.ports import (
     VenueOrderStatus,
 )
 from execution.risk import PreTradeLimits
-from schemas import Order, OrderRequest, OrderState
+from schemas import Broker, Order, OrderRequest, OrderState
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +67,22 @@ class ExecutionService:
         tracker: FillTracker,
         limits: PreTradeLimits,
         clock: Clock = SYSTEM_CLOCK,
+        executor: Broker | None = None,
+        owner: str | None = None,
+        lease_seconds: float = 15.0,
+        max_age_seconds: float | None = 300.0,
     ) -> None:
         self.broker = broker
         self.clock = clock
+        #: the broker topic this executor consumes; its orders keep this name when rerouted
+        self.executor = executor or broker.name
+        #: this process's identity on the claims it holds (unique per process start)
+        self.owner = owner or f"{self.executor}-{uuid.uuid4().hex[:12]}"
+        self.lease_seconds = lease_seconds
+        #: a signal older than this when its order would first be placed is EXPIRED, not placed
+        self.max_age_seconds = max_age_seconds
+        #: until when (monotonic) the last confirmed claim/renewal keeps our leases valid
+        self._lease_valid_until = float("-inf")
         self.store = store
         self.sink = sink
         self.tracker = tracker
@@ -79,9 +101,15 @@ class ExecutionService:
         unique = [o for o in unique if o.client_order_id in ids]
         self._inflight |= ids
         try:
-            inserted = await self.store.insert_orders(unique)                    # step 2
-            fresh = [o for o in unique if o.client_order_id in inserted]
-            redelivered = [o.client_order_id for o in unique if o.client_order_id not in inserted]
+            started = self.clock.monotonic()
+            claim = await self.store.claim_orders(unique, owner=self.owner,        # step 2 + claim
+                                                  lease_seconds=self.lease_seconds)
+            self._confirm_lease(started)
+            fresh = [o for o in unique if o.client_order_id in claim.inserted]
+            redelivered = [o.client_order_id for o in unique if o.client_order_id in claim.claimed]
+            held = len(unique) - len(fresh) - len(redelivered)
+            if held:
+                log.info("%d redelivered order(s) terminal or claimed by a live executor; left alone", held)
             outcome = BatchOutcome(self.clock)
             to_place = fresh + await self._resume(redelivered, outcome)
             placed = await self._place_all(to_place, outcome)
@@ -91,9 +119,50 @@ class ExecutionService:
             self._inflight -= ids
 
     async def reconcile(self) -> ReconcileReport:
-        """On start: ask the venue about every order it may hold that is not terminal here."""
-        orders = await self.store.open_orders(self.broker.name)
+        """On start, on partition assignment and periodically (the sweep): take over every
+        non-terminal order of this executor's topic whose claim is free or expired, and ask the
+        venue about it. Orders another live executor holds are never touched."""
+        started = self.clock.monotonic()
+        orders = await self.store.claim_expired(self.executor, owner=self.owner, lease_seconds=self.lease_seconds)
+        self._confirm_lease(started)
         return await self._reconcile(orders)
+
+    sweep = reconcile
+
+    def working_on(self) -> set[str]:
+        """Every order whose claim this executor must keep: in flight, tracked or unresolved."""
+        return self._inflight | self.tracker.tracked_ids() | self.unresolved
+
+    async def renew(self) -> int:
+        """Extend the leases of the orders this executor works on; an order whose claim was lost
+        (this process was paused past its lease and another executor took it over) is dropped
+        here at once, so two executors never work one order. Returns how many were lost."""
+        ids = sorted(self.working_on())
+        started = self.clock.monotonic()
+        kept = await self.store.renew_claims(owner=self.owner, client_order_ids=ids,
+                                             lease_seconds=self.lease_seconds) if ids else set()
+        self._confirm_lease(started)
+        lost = set(ids) - kept - self._inflight
+        for cid in lost:
+            log.warning("order %s: claim lost to another executor; no longer worked on here", cid)
+            self.tracker.forget(cid)
+            self.unresolved.discard(cid)
+        return len(lost)
+
+    async def release(self) -> None:
+        """Graceful stop: hand every claim over at once instead of waiting for it to expire."""
+        ids = sorted(self.working_on())
+        if ids:
+            await self.store.release_claims(owner=self.owner, client_order_ids=ids)
+
+    def _confirm_lease(self, started: float) -> None:
+        """Leases confirmed by a statement sent at ``started`` are valid until started + lease."""
+        self._lease_valid_until = max(self._lease_valid_until, started + self.lease_seconds)
+
+    def _may_place(self) -> bool:
+        """Place only while our leases are surely valid, with a third of the lease to spare for
+        the placement itself: a worker that cannot renew stops placing before another may take over."""
+        return self.clock.monotonic() < self._lease_valid_until - self.lease_seconds / 3
 
     async def retry_unresolved(self) -> ReconcileReport | None:
         """Ask again about orders whose venue was unreachable when they were last looked at."""
@@ -106,10 +175,15 @@ class ExecutionService:
 
     async def _reconcile(self, orders: Sequence[Order]) -> ReconcileReport:
         orders = [o for o in orders if o.client_order_id not in self._inflight]
-        outcome = BatchOutcome(self.clock)
-        replace = await self._resume([o.client_order_id for o in orders], outcome, known=orders)
-        await self._place_all(replace, outcome)
-        await outcome.flush(self.store, self.sink)
+        ids = {o.client_order_id for o in orders}
+        self._inflight |= ids  # a redelivered copy arriving meanwhile must not work them too
+        try:
+            outcome = BatchOutcome(self.clock)
+            replace = await self._resume([o.client_order_id for o in orders], outcome, known=orders)
+            await self._place_all(replace, outcome)
+            await outcome.flush(self.store, self.sink)
+        finally:
+            self._inflight -= ids
         report = ReconcileReport(len(orders), len(orders) - len(replace), len(replace))
         log.info("reconcile %s: %s", self.broker.name, report)
         return report
@@ -171,6 +245,18 @@ class ExecutionService:
         violation = self.limits.violation(order)
         if violation is not None:
             return outcome.transition(order, OrderState.REJECTED, f"pre-trade limit: {violation}")
+        if order.state is OrderState.PENDING and self.max_age_seconds is not None:
+            age = (outcome.now() - order.ts).total_seconds()
+            if age > self.max_age_seconds:
+                return outcome.transition(order, OrderState.EXPIRED,
+                                          f"signal is {age:.0f}s old (ORDER_MAX_AGE={self.max_age_seconds:.0f}s); "
+                                          "not placed late")
+        if not self._may_place():
+            # Our claims are not confirmed fresh (database unreachable, or this process was
+            # paused): placing now could race an executor taking them over. Leave it PENDING;
+            # whoever holds its claim once leases are settled places it.
+            outcome.note(order, f"{self.executor}: claim not confirmed fresh; not placed now")
+            return order
         try:
             placement = await self.broker.place(order, gateway, reason)          # step 4
         except OrderRejected as exc:

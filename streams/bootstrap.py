@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import socket
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -115,6 +118,8 @@ class Bootstrap:
         self._publisher_factory = publisher
         self._transient = transient
         self.rng = rng or random.Random(settings.random_seed)
+        #: names this process on the order claims it holds: host, pid and a per-start nonce
+        self.instance_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._lock = asyncio.Lock()
         self._store: Store | None = None
         self._publisher: ClosablePublisher | None = None
@@ -133,7 +138,8 @@ class Bootstrap:
         async def service(sink: ExecutionEvents) -> ExecutionService:
             return await self.service(broker, sink)
 
-        return ExecutorParts(service=service, transient=self.transient_errors(), rng=self.rng)
+        return ExecutorParts(service=service, transient=self.transient_errors(), rng=self.rng,
+                             sweep_interval=self.settings.order_sweep_interval)
 
     def fill_sinks(self) -> FillSinks:
         return FillSinks(store=self.store, publisher=self.publisher, transient=self.transient_errors())
@@ -212,6 +218,10 @@ class Bootstrap:
             tracker=tracker,
             limits=PreTradeLimits(self.settings.max_order_quantity, self.settings.max_order_notional),
             clock=self.clock,
+            executor=broker,
+            owner=f"{broker}-{self.instance_id}",
+            lease_seconds=self.settings.order_lease_seconds,
+            max_age_seconds=self.settings.order_max_age,
         )
         self._services[broker] = service
         return service

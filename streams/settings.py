@@ -56,6 +56,13 @@ class Settings(BaseSettings):
 
     breaker_failure_threshold: int = Field(5, alias="BREAKER_FAILURE_THRESHOLD")
     breaker_cooldown: float = Field(30.0, alias="BREAKER_COOLDOWN")
+    #: an order's claim (owner + lease on its row) lasts this long unless renewed; a dead executor's
+    #: open orders are taken over within ORDER_LEASE_SECONDS + ORDER_SWEEP_INTERVAL
+    order_lease_seconds: float = Field(15.0, alias="ORDER_LEASE_SECONDS")
+    order_sweep_interval: float = Field(5.0, alias="ORDER_SWEEP_INTERVAL")
+    #: a signal older than this (seconds, on the pipeline's clock) when its order would first be
+    #: placed is EXPIRED with the reason, never placed late
+    order_max_age: float = Field(300.0, alias="ORDER_MAX_AGE")
     #: seeds the random source of retry jitter (None: unseeded); a replay or a drill sets it
     random_seed: int | None = Field(None, alias="SUPERINTEL_RANDOM_SEED")
 

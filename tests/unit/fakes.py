@@ -12,7 +12,7 @@ from typing import Any
 
 from adapters.memory import InMemoryStore
 from execution.clock import ManualClock
-from execution.ports import Quote, VenueOrderStatus
+from execution.ports import ClaimResult, Quote, VenueOrderStatus
 from schemas import Broker, Fill, Order, OrderEvent, OrderState
 
 #: What a scripted call may answer: a status, an exception to raise, or a function of the order.
@@ -32,8 +32,8 @@ class InMemoryOrderStore(InMemoryStore):
     * ``insert_calls`` / ``save_calls``: how often each write was called.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, clock: ManualClock | None = None) -> None:
+        super().__init__(now=clock.now) if clock is not None else super().__init__()
         self.events: list[OrderEvent] = []
         self.history: dict[str, list[OrderState]] = defaultdict(list)
         self.insert_calls = 0
@@ -51,6 +51,13 @@ class InMemoryOrderStore(InMemoryStore):
         for cid in sorted(inserted):
             self.history[cid].append(self.orders[cid].state)
         return inserted
+
+    async def claim_orders(self, orders: Sequence[Order], *, owner: str, lease_seconds: float) -> ClaimResult:
+        self.insert_calls += 1
+        result = await super().claim_orders(orders, owner=owner, lease_seconds=lease_seconds)
+        for cid in sorted(result.inserted):
+            self.history[cid].append(self.orders[cid].state)
+        return result
 
     async def save_transitions(self, changes: Sequence[tuple[Order, OrderEvent]]) -> None:
         self.save_calls += 1
@@ -77,6 +84,13 @@ class LenientOrderStore(InMemoryOrderStore):
     tests of tests/unit/test_fill_tracker.py still assert on it; once they seed their order and
     run ``store.apply_fills(sink.emitted_fills)`` before asserting, they can use
     ``InMemoryOrderStore`` and this class goes."""
+
+    async def claim_orders(self, orders: Sequence[Order], *, owner: str, lease_seconds: float) -> ClaimResult:
+        self.insert_calls += 1
+        result = await super().claim_orders(orders, owner=owner, lease_seconds=lease_seconds)
+        for cid in sorted(result.inserted):
+            self.history[cid].append(self.orders[cid].state)
+        return result
 
     async def save_transitions(self, changes: Sequence[tuple[Order, OrderEvent]]) -> None:
         self.save_calls += 1

@@ -65,7 +65,7 @@ class Rig:
         self.clock = FakeClock()
         self.live = live
         self.paper = paper or CountingPaper()
-        self.store = store or InMemoryOrderStore()
+        self.store = store or InMemoryOrderStore(self.clock)
         self.sink = RecordingEvents()
         self.changes: list[tuple[str, BreakerState, str]] = []
         self.breaker = CircuitBreaker("binance", failure_threshold=threshold, cooldown=cooldown,
@@ -78,8 +78,14 @@ class Rig:
                                         limits=PreTradeLimits(D(max_quantity), D(max_notional)))
 
     def restarted(self) -> Rig:
-        """A new process over the same store and venue: tracker and breaker start empty."""
+        """A new process over the same store and venue after a crash: tracker and breaker start
+        empty, and the dead process's claims have expired."""
+        self.clock.advance(LEASE + 1)
         return Rig(self.live, store=self.store)
+
+
+#: the executors' claim lease in these rigs (ExecutionService's default)
+LEASE = 15.0
 
 
 def crypto(signal_id: str = "s-1", **kw: Any) -> OrderRequest:
@@ -454,6 +460,7 @@ async def test_paper_reconcile_after_restart_replaces_resting_orders() -> None:
     cid = request.client_order_id
     assert rig.store.orders[cid].state is OrderState.SUBMITTED
 
+    rig.clock.advance(LEASE + 1)  # the first process died: its claims expired
     restarted = Rig(live=None, paper=CountingPaper(market_data=data), store=rig.store)
     report = await restarted.service.reconcile()
     assert report == ReconcileReport(checked=1, resumed=0, replaced=1)
