@@ -35,7 +35,13 @@ class BinanceConfig(VenueSettings):
     base_url: str | None = None
     #: seconds between the fill tracker's polls of an open order
     poll_interval: float = 3.0
+    #: Binance refuses a signed request older than this when it gets to it (gateway -1021,
+    #: matching engine -5028); sent with every signed request
     recv_window_ms: int = 5000
+    #: after a submit that may have reached Binance, its "no such order" is trusted only once
+    #: ``recv_window_ms`` plus this margin has passed: Binance takes timestamps up to 1000 ms ahead of
+    #: its own clock, so a request may stay valid that much longer; the rest covers clock drift
+    ambiguous_submit_margin_ms: int = 1500
     timeout_ms: int = 10_000
     rate_limit_ms: float | None = None
     backoff: Backoff = Field(default_factory=Backoff)

@@ -35,10 +35,12 @@ class ClockSkew(Exception):
 
 
 class OrderStateUnknown(PlacementUnknown):
-    """The placement may have reached Binance but the venue could not be asked afterwards.
+    """The placement may have reached Binance, and Binance either could not be asked afterwards
+    or does not show the order while the request may still execute (within its recvWindow plus a
+    margin: ``execution.py``, *The safe delay*).
 
     A ``PlacementUnknown`` (so a ``BrokerUnavailable`` the breaker counts): the core keeps the
-    order at Binance and reconciles it with ``query()`` instead of placing it elsewhere.
+    order at Binance and reconciles it with ``query()`` instead of placing it again or elsewhere.
     """
 
 

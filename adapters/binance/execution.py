@@ -3,26 +3,51 @@
 What it guarantees to the core:
 
 * **No order placed twice.** The order's ``client_order_id`` goes out as Binance's
-  ``newClientOrderId``. If a placement may have reached the venue (timeout, dropped connection,
-  5xx, "Duplicate order sent.") the adapter asks Binance about that client order id before it
-  tries again, because Binance only refuses a reused id while the first order is still *open*:
-  a filled market order would otherwise be bought twice. If Binance cannot be asked, the order's
-  fate is ``OrderStateUnknown``: kept at Binance and reconciled, never placed elsewhere.
+  ``newClientOrderId``. A submit is re-sent only when it certainly never reached Binance (a
+  refused connection, a 429/418 throttle). Once it may have reached the venue (timeout, dropped
+  connection, 5xx, -1006/-1007, "Duplicate order sent.") the adapter looks the order up once and,
+  if Binance does not show it, raises ``OrderStateUnknown`` (a ``PlacementUnknown``): the core
+  keeps the order at Binance, never on paper, and asks again with ``query``. Binance only refuses
+  a reused client id while the first order is *open*, and a request may still execute until its
+  ``recvWindow`` has passed, so "no such order" is trusted only after that (see *The safe delay*).
+* **An accepted order is reported as accepted.** Once Binance answered with the order, a failed
+  commission lookup (``myTrades``) does not fail the placement: the status goes out without the
+  missing commission, which is fetched later (see *Commission*).
 * **Nothing silently rounded.** A quantity or price off the market's step/tick is refused before
   sending, instead of being truncated by ccxt into an order that could never fill in full.
 * **Every failure has one meaning** (``errors.py``), and every request goes through one client
   with one retry discipline (``session.py``).
 
-Fills are not pushed: the generic fill tracker polls ``query()`` every ``poll_interval`` seconds
-and turns the growth of cumulative ``executedQty`` / average price / commission into Fill messages.
-``query()`` costs one ``GET /api/v3/order`` (weight 4) and, only when the filled quantity grew,
-one ``GET /api/v3/myTrades`` (weight 20) for the commission, which ``/order`` does not report.
+The safe delay. After an uncertain submit the adapter notes, per client order id, the time on its
+clock (the handed ``Clock``) before which Binance's "no such order" (-2013) proves nothing: the end
+of the failed attempt (never earlier than the request's signed ``timestamp``) plus ``recv_window_ms``
+plus ``ambiguous_submit_margin_ms``. Until then ``query`` answers such an order with
+``OrderStateUnknown`` instead of None, so the core (``execution/service.py``) treats the venue
+as unreachable for it and asks again later rather than placing it a second time; ``place`` of
+that order raises the same without sending. After it, -2013 is final: ``query`` answers None and
+the core may place the order again, once. The note lives in this process: another executor
+that takes the order over (restart, scale-in) has no note, so the order's ownership claim must
+outlive its owner's last submit by more than this delay.
+
+Commission. Fills are not pushed: the generic fill tracker polls ``query()`` every
+``poll_interval`` seconds and turns the growth of cumulative ``executedQty`` / average price /
+commission into Fill messages. ``query()`` costs one ``GET /api/v3/order`` (weight 4) and, only
+when the filled quantity grew, one ``GET /api/v3/myTrades`` (weight 20) for the commission, which
+``/order`` does not report. When that lookup fails the status carries the commission known so
+far; an open order gets the rest with a later poll (the tracker emits commission as the growth of
+the cumulative total, so nothing is counted twice). A final order is not polled again, so its
+missing fee is collected in the background and pushed to the subscribed tracker as a late
+``VenueFee`` for the fill that lacked it (the tracker records it with ``OrderStore.record_fees``,
+which sets, never adds).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -33,6 +58,7 @@ from adapters.binance.config import BinanceConfig
 from adapters.binance.errors import (
     DUPLICATE_MSG,
     TRANSIENT,
+    ClockSkew,
     OrderStateUnknown,
     maybe_reached_venue,
     venue_message,
@@ -40,7 +66,14 @@ from adapters.binance.errors import (
 from adapters.binance.market_data import BinanceMarketData
 from adapters.binance.parsing import CommissionMark, dec, parse_order, sum_commission
 from execution.clock import SYSTEM_CLOCK, Clock
-from execution.ports import BrokerError, BrokerUnavailable, OrderRejected, VenueOrderStatus
+from execution.ports import (
+    BrokerError,
+    BrokerUnavailable,
+    OrderRejected,
+    UpdateListener,
+    VenueFee,
+    VenueOrderStatus,
+)
 from schemas import Broker, Order, OrderType, Side, TimeInForce
 
 log = logging.getLogger(__name__)
@@ -53,10 +86,38 @@ _TIF: dict[TimeInForce, str] = {
     TimeInForce.FOK: "FOK",
 }
 
+#: the longest wait between two tries to collect a fee still owed
+_FEE_RETRY_CAP = 60.0
+
+
+class _MaybeSent(Exception):
+    """A submit that may have reached Binance. Not a ccxt error, so ``session._call`` neither
+    retries nor translates it: it must never be sent again blindly."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+@dataclass(frozen=True, slots=True)
+class _OwedFee:
+    """A final order reported without (all of) its commission: what to ask Binance and whom to tell.
+
+    ``reported`` is the commission the status carried, so the fee of the fill that reached
+    ``filled`` is the order's total minus it."""
+
+    symbol: str
+    order_id: str
+    filled: Decimal
+    reported: Decimal
+
 
 class BinanceAdapter(BinanceMarketData):
     """BrokerPort for Binance spot over ccxt, on top of its market data: one object, one client,
-    one ``connect()`` serve both ports (``plugin.py`` hands it out as each)."""
+    one ``connect()`` serve both ports (``plugin.py`` hands it out as each).
+
+    It also offers ``subscribe`` (``PushUpdates`` in execution/ports.py) for one thing only: fees
+    of final orders that could not be looked up when the order was reported (module docstring)."""
 
     name = Broker.BINANCE
 
@@ -72,6 +133,17 @@ class BinanceAdapter(BinanceMarketData):
         self.poll_interval: float | None = config.poll_interval
         self._auth_checked_at = 0.0
         self._commission: dict[str, CommissionMark] = {}
+        #: client order id -> time (adapter clock) before which Binance's -2013 proves nothing
+        self._unsettled: dict[str, float] = {}
+        #: client order id -> fee of a final order still to be fetched and pushed
+        self._owed: dict[str, _OwedFee] = {}
+        self._listeners: list[UpdateListener] = []
+        self._fee_task: asyncio.Task[None] | None = None
+
+    @property
+    def settle_delay(self) -> float:
+        """Seconds after an uncertain submit before Binance's "no such order" is believed."""
+        return (self.config.recv_window_ms + self.config.ambiguous_submit_margin_ms) / 1000
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -88,6 +160,21 @@ class BinanceAdapter(BinanceMarketData):
             self._auth_error = "Binance API key/secret not configured (BINANCE_API_KEY, BINANCE_API_SECRET)"
             log.warning("binance: %s; market data only", self._auth_error)
         log.info("binance connected to %s (%d markets)", self.endpoint, len(self.client.markets or {}))
+
+    async def close(self) -> None:
+        if self._owed:
+            log.warning("binance closing with fees still owed for %s: their fills keep the commission reported",
+                        ", ".join(sorted(self._owed)))
+        task, self._fee_task = self._fee_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await super().close()
+
+    def subscribe(self, listener: UpdateListener) -> None:
+        """Late fees of final orders go to ``listener`` (the FillTracker); nothing else is pushed."""
+        self._listeners.append(listener)
 
     async def health_check(self) -> bool:
         """Reachable (``GET /api/v3/time``, weight 1, one attempt) and credentials not known bad."""
@@ -121,76 +208,123 @@ class BinanceAdapter(BinanceMarketData):
     # -- execution -----------------------------------------------------------------------------
 
     async def place(self, order: Order) -> VenueOrderStatus:
-        """Send ``order`` once, idempotently; return Binance's first answer as cumulative status."""
+        """Send ``order`` at most once per safe delay; return Binance's first answer as cumulative status.
+
+        Raises ``OrderStateUnknown`` when the submit may have reached Binance but Binance does
+        not show the order (yet), ``BrokerUnavailable`` when it certainly did not reach it."""
         client = self.client
-        symbol = self._market(order.symbol, order.client_order_id)
-        amount = self._check_precision(symbol, order.quantity, "quantity", order.client_order_id)
+        cid = order.client_order_id
+        symbol = self._market(order.symbol, cid)
+        amount = self._check_precision(symbol, order.quantity, "quantity", cid)
         side = "buy" if order.side is Side.BUY else "sell"
-        params: dict[str, Any] = {"newClientOrderId": order.client_order_id}
+        params: dict[str, Any] = {"newClientOrderId": cid}
         create: Callable[[], Awaitable[Any]]
         kind = order.order_type
         if kind is OrderType.MARKET:
             create = lambda: client.create_market_order(symbol, side, amount, None, params)  # noqa: E731
         elif kind is OrderType.LIMIT:
             assert order.limit_price is not None
-            price = self._check_precision(symbol, order.limit_price, "limit price", order.client_order_id)
+            price = self._check_precision(symbol, order.limit_price, "limit price", cid)
             params["timeInForce"] = _TIF[order.time_in_force]
             create = lambda: client.create_limit_order(symbol, side, amount, price, params)  # noqa: E731
         elif kind is OrderType.STOP:
             create = self._stop_order(order, symbol, side, amount, params)
         else:
             raise OrderRejected(
-                f"BRACKET not supported on Binance spot: order {order.client_order_id} needs an entry with "
+                f"BRACKET not supported on Binance spot: order {cid} needs an entry with "
                 "linked stop-loss and take-profit (OTOCO), which this adapter does not emulate; send the "
                 "entry and protective orders as separate signals"
             )
 
-        log.info("binance place %s %s %s %s qty=%s", order.client_order_id, kind.value, side, symbol, amount)
-        maybe_sent = False
+        if cid in self._unsettled:  # an earlier submit of ours may still execute: never send blindly
+            earlier = await self._settled_lookup(symbol, cid)
+            if earlier is not None:
+                return await self._status(symbol, earlier, cid)
+
+        log.info("binance place %s %s %s %s qty=%s", cid, kind.value, side, symbol, amount)
 
         async def attempt() -> Any:
-            nonlocal maybe_sent
-            if maybe_sent:
-                # A previous attempt may have executed: Binance would accept the same client id
-                # again once that order is filled, so look before placing a second time.
-                found = await self._fetch_raw(symbol, order.client_order_id)
-                if found is not None:
-                    log.info("binance %s found at venue after an uncertain attempt", order.client_order_id)
-                    return found
             try:
                 return await self._invoke("place order", create)
-            except ccxt_errors.InvalidOrder as exc:
-                if venue_message(exc) != DUPLICATE_MSG:
-                    raise
-                maybe_sent = True
-                found = await self._fetch_raw(symbol, order.client_order_id)
-                if found is None:
-                    raise
-                return found
-            except TRANSIENT as exc:
-                maybe_sent = maybe_sent or maybe_reached_venue(exc)
+            except ccxt_errors.BaseError as exc:
+                if venue_message(exc) == DUPLICATE_MSG or (isinstance(exc, TRANSIENT) and maybe_reached_venue(exc)):
+                    raise _MaybeSent(exc) from exc
                 raise
 
         try:
-            result = await self._call("place order", attempt, client_order_id=order.client_order_id)
-        except BrokerUnavailable as exc:
-            if maybe_sent:
-                raise OrderStateUnknown(
-                    f"{exc}; order {order.client_order_id} may exist at Binance, reconcile with query()",
-                    code="state-unknown",
-                ) from exc
-            raise
+            # retried only for what never reached Binance (throttled, connection refused)
+            result = await self._call("place order", attempt, client_order_id=cid)
+        except _MaybeSent as sent:
+            result = await self._after_uncertain_submit(symbol, cid, sent.cause)
         info: Mapping[str, Any] = result.get("info", result) if isinstance(result, dict) else {}
         fills = info.get("fills")
         if isinstance(fills, list):  # a FULL answer carries its fills: no trade lookup needed
             commission, asset = sum_commission(fills)
-            self._commission[order.client_order_id] = CommissionMark(
-                dec(info.get("executedQty")), commission, asset
-            )
-        status = await self._status(symbol, info, order.client_order_id)
-        log.info("binance %s -> %s filled=%s avg=%s", order.client_order_id, status.state.value,
+            self._commission[cid] = CommissionMark(dec(info.get("executedQty")), commission, asset)
+        status = await self._status(symbol, info, cid)
+        log.info("binance %s -> %s filled=%s avg=%s", cid, status.state.value,
                  status.filled_quantity, status.avg_fill_price)
         return status
+
+    async def _after_uncertain_submit(self, symbol: str, client_order_id: str, cause: BaseException) -> Any:
+        """The submit may have reached Binance: note the safe delay, look once, never re-send.
+
+        The delay runs from now, the end of the attempt: ccxt signed the request's ``timestamp``
+        before sending it, so Binance refuses it after ``timestamp + recvWindow`` at the latest
+        (plus the margin for a timestamp ahead of its clock)."""
+        not_before = self._clock.monotonic() + self.settle_delay
+        self._unsettled[client_order_id] = max(not_before, self._unsettled.get(client_order_id, not_before))
+        why = REDACTOR.redact(f"{type(cause).__name__}: {venue_message(cause)}")
+        try:
+            found = await self._fetch_raw(symbol, client_order_id)
+        except (ccxt_errors.BaseError, ClockSkew) as exc:
+            raise OrderStateUnknown(
+                f"binance place order {client_order_id}: {why}; it may have reached Binance and the "
+                f"lookup failed ({type(exc).__name__}); not sent again, reconcile with query()",
+                code="state-unknown",
+            ) from None
+        if found is None:
+            raise OrderStateUnknown(
+                f"binance place order {client_order_id}: {why}; Binance does not show it yet, but it may "
+                f"still execute: not sent again before Binance, asked after {self.settle_delay:.1f}s, "
+                "says it does not exist",
+                code="state-unknown",
+            )
+        log.info("binance %s found at venue after an uncertain submit (%s)", client_order_id, why)
+        self._unsettled.pop(client_order_id, None)
+        return found
+
+    async def _settled_lookup(self, symbol: str, client_order_id: str) -> Mapping[str, Any] | None:
+        """Binance's order after an uncertain submit, or None once its -2013 is final.
+
+        Raises ``OrderStateUnknown`` while "no such order" proves nothing yet, or when Binance
+        cannot be asked (never ``BrokerUnavailable``: that would send the order to paper)."""
+        try:
+            info = await self._fetch_order_info(symbol, client_order_id)
+        except BrokerUnavailable as exc:
+            raise OrderStateUnknown(
+                f"{exc}; order {client_order_id} may exist at Binance, reconcile with query()", code="state-unknown"
+            ) from exc
+        if info is not None:
+            self._unsettled.pop(client_order_id, None)
+            return info
+        self._check_settled(client_order_id)
+        return None
+
+    def _check_settled(self, client_order_id: str) -> None:
+        """Raise ``OrderStateUnknown`` if an uncertain submit of the order may still execute;
+        otherwise forget it: from here on Binance's "no such order" is the truth."""
+        not_before = self._unsettled.get(client_order_id)
+        if not_before is None:
+            return
+        remaining = not_before - self._clock.monotonic()
+        if remaining > 0:
+            raise OrderStateUnknown(
+                f"order {client_order_id}: Binance does not show it, but a submit that may have reached "
+                f"it can still execute for {remaining:.1f}s; ask again later",
+                code="state-unknown",
+            )
+        del self._unsettled[client_order_id]
 
     def _stop_order(
         self, order: Order, symbol: str, side: str, amount: str, params: dict[str, Any]
@@ -234,11 +368,16 @@ class BinanceAdapter(BinanceMarketData):
 
     async def query(self, order: Order) -> VenueOrderStatus | None:
         """Binance's view of ``order`` by client order id (``origClientOrderId``), or None if the
-        venue never saw it (-2013). Used by the fill tracker's polls and by reconcile on start."""
+        venue never saw it (-2013). Used by the fill tracker's polls and by reconcile.
+
+        For an order whose submit was uncertain less than ``settle_delay`` ago, -2013 raises
+        ``OrderStateUnknown`` instead of answering None (module docstring, *The safe delay*)."""
         symbol = self._market(order.symbol, order.client_order_id)
         info = await self._fetch_order_info(symbol, order.client_order_id)
         if info is None:
+            self._check_settled(order.client_order_id)
             return None
+        self._unsettled.pop(order.client_order_id, None)
         return await self._status(symbol, info, order.client_order_id)
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[VenueOrderStatus]:
@@ -272,39 +411,95 @@ class BinanceAdapter(BinanceMarketData):
         info: Mapping[str, Any] = result.get("info", result)
         return info
 
+    # -- commission ----------------------------------------------------------------------------
+
     async def _status(self, symbol: str, info: Mapping[str, Any], client_order_id: str) -> VenueOrderStatus:
-        """Parse with the order's cumulative commission; forget the cache once the order is final."""
-        mark = await self._commission_for(symbol, info, client_order_id)
+        """Parse with the order's cumulative commission; forget the cache once the order is final.
+
+        A final order whose commission could not be fetched is owed its fee (``_owe``)."""
+        mark, complete = await self._commission_for(symbol, info, client_order_id)
         status = parse_order(info, client_order_id=client_order_id, commission=mark)
         if status.state.is_terminal:
             self._commission.pop(client_order_id, None)
+            if not complete:
+                self._owe(client_order_id, _OwedFee(symbol, str(info.get("orderId")), status.filled_quantity,
+                                                    status.commission))
         return status
 
     async def _commission_for(
         self, symbol: str, info: Mapping[str, Any], client_order_id: str
-    ) -> CommissionMark | None:
-        """Cumulative commission of an order, asking ``myTrades`` only when its fills grew.
+    ) -> tuple[CommissionMark | None, bool]:
+        """Cumulative commission of an order, asking ``myTrades`` only when its fills grew, and
+        whether it is complete.
 
         ``GET /order`` has no commission field; trades do. The mark is cached per client order id,
         so a poll of an unchanged order costs nothing extra and the value never goes backwards.
-        """
+        A failed lookup answers the last mark (incomplete) instead of failing the status: the
+        order's state matters more than its fee, which a later lookup brings."""
         filled = dec(info.get("executedQty"))
         mark = self._commission.get(client_order_id)
         if filled <= 0 or (mark is not None and mark.filled >= filled):
-            return mark
+            return mark, True
+        try:
+            commission, asset = await self._fetch_commission(symbol, str(info.get("orderId")), client_order_id)
+        except BrokerError as exc:
+            log.warning("binance %s: commission lookup failed (%s); reported without it, fetched later",
+                        client_order_id, exc)
+            return mark, False
+        if mark is not None and commission < mark.commission:
+            commission = mark.commission
+        new_mark = CommissionMark(filled, commission, asset or (mark.asset if mark else None))
+        self._commission[client_order_id] = new_mark
+        return new_mark, True
+
+    async def _fetch_commission(self, symbol: str, order_id: str, client_order_id: str) -> tuple[Decimal, str | None]:
+        """The order's total commission from its trades (``GET /api/v3/myTrades``, weight 20);
+        settles a fee still owed for it."""
         client = self.client
-        order_id = str(info.get("orderId"))
         trades = await self._call(
             "fetch order trades",
             lambda: client.fetch_order_trades(order_id, symbol),
             client_order_id=client_order_id,
         )
         commission, asset = sum_commission([t.get("info", t) for t in trades])
-        if mark is not None and commission < mark.commission:
-            commission = mark.commission
-        new_mark = CommissionMark(filled, commission, asset or (mark.asset if mark else None))
-        self._commission[client_order_id] = new_mark
-        return new_mark
+        owed = self._owed.pop(client_order_id, None)
+        if owed is not None:
+            self._push_fee(client_order_id, owed, commission, asset)
+        return commission, asset
+
+    def _owe(self, client_order_id: str, owed: _OwedFee) -> None:
+        """Remember a final order's missing fee and make sure someone goes to fetch it."""
+        self._owed[client_order_id] = owed
+        if self._fee_task is None or self._fee_task.done():
+            self._fee_task = asyncio.get_running_loop().create_task(
+                self._collect_owed_fees(), name="binance-owed-fees")
+
+    async def _collect_owed_fees(self) -> None:
+        """Fetch every owed fee, first after one poll interval, then backing off, until none is left."""
+        wait = max(self.config.poll_interval, 0.01)
+        while self._owed:
+            await asyncio.sleep(wait)
+            for client_order_id, owed in list(self._owed.items()):
+                try:
+                    await self._fetch_commission(owed.symbol, owed.order_id, client_order_id)
+                except BrokerError as exc:
+                    log.warning("binance %s: owed commission still unavailable (%s)", client_order_id, exc)
+            wait = min(wait * 2, _FEE_RETRY_CAP)
+
+    def _push_fee(self, client_order_id: str, owed: _OwedFee, commission: Decimal, asset: str | None) -> None:
+        """Tell the listeners the fee of the fill that took the order to ``owed.filled``.
+
+        The fill's id is the tracker's for a polled fill (``derive_fill`` in
+        execution/fill_tracker.py: broker, client order id, cumulative quantity); the tracker
+        prefixes the broker. Its fee is what the order's total has beyond what was reported."""
+        fee = VenueFee(
+            exec_id=f"{client_order_id}-{owed.filled.normalize():f}",
+            commission=max(Decimal(0), commission - owed.reported),
+            commission_asset=asset,
+        )
+        log.info("binance %s: late commission %s %s", client_order_id, fee.commission, asset or "")
+        for listener in self._listeners:
+            listener.on_fee(fee)
 
     def _check_precision(self, symbol: str, value: Decimal, what: str, context: str) -> str:
         """Refuse a value ccxt would silently round to the market's step/tick.

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from adapters.binance import PLUGIN
 from adapters.binance.client import CCXT_LOGGER
-from adapters.binance.errors import OrderStateUnknown
+from adapters.binance.errors import TRANSIENT, OrderStateUnknown, maybe_reached_venue
 from adapters.binance.execution import BinanceAdapter
 from adapters.binance.parsing import order_state, parse_order, to_ccxt_symbol
 from execution.clock import ManualClock
@@ -405,13 +405,37 @@ async def test_without_credentials_market_data_works_and_orders_are_rejected(bin
 # -- transport faults ------------------------------------------------------------------------
 
 
-async def test_transient_5xx_is_retried_and_places_once(binance_adapter, binance_sim):
+async def test_5xx_on_submit_is_never_resent_blindly(binance_adapter, binance_sim):
+    """Binance: a 5xx leaves the execution status UNKNOWN. The adapter asks once and, when Binance
+    does not show the order, says so instead of sending it again (test_binance_ambiguous.py
+    follows such an order until the safe delay has passed)."""
     binance_sim.faults.fail_next = 2
     binance_sim.faults.match = "POST /api/v3/order"
     order = make_order()
-    status = await binance_adapter.place(order)
-    assert status.state is OrderState.FILLED
-    assert len(binance_sim.engine.orders_for(order.client_order_id)) == 1
+    with pytest.raises(OrderStateUnknown, match="not sent again") as err:
+        await binance_adapter.place(order)
+    assert err.value.code == "state-unknown"
+    assert posts(binance_sim) == 1
+    assert binance_sim.engine.orders_for(order.client_order_id) == []
+    with pytest.raises(OrderStateUnknown, match="can still execute"):  # too early to believe -2013
+        await binance_adapter.query(order)
+
+
+@pytest.mark.parametrize(
+    ("code", "msg"),
+    [
+        (-1006, "An unexpected response was received from the message bus. Execution status unknown."),
+        (-1007, "Timeout waiting for response from backend server. Send status unknown; execution status unknown."),
+        (-1000, "An unknown error occurred while processing the request."),
+    ],
+)
+async def test_execution_status_unknown_codes_count_as_maybe_sent(binance_adapter, binance_sim, code, msg):
+    client = binance_adapter.client
+    url = f"{binance_sim.base_url}/api/v3/order"
+    body = {"code": code, "msg": msg}
+    with pytest.raises(Exception) as err:
+        client.handle_errors(503, "Service Unavailable", url, "POST", {}, str(body), body, {}, "")
+    assert isinstance(err.value, TRANSIENT) and maybe_reached_venue(err.value)
 
 
 async def test_lost_response_is_found_by_client_order_id_not_placed_twice(binance_adapter, binance_sim):

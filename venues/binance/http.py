@@ -28,7 +28,7 @@ from aiohttp import web
 from venues.binance.engine import BinanceExchangeSim
 from venues.binance.wire import BinanceApiError, fmt, int_param
 from venues.common.faults import Faults, Op
-from venues.common.http_server import HttpVenueServer, Route
+from venues.common.http_server import HttpVenueServer, Route, drop
 from venues.common.prices import PricePath
 from venues.common.stats import SimStats
 
@@ -171,6 +171,13 @@ class BinanceSimulator:
         self.stats = SimStats()
         self._window_start = 0.0
         self._window_weight = 0
+        #: the next ``late_next`` order placements reach the matching engine only ``late_delay``
+        #: seconds after the gateway took them, and their answer is lost: Binance's "execution
+        #: status unknown" (-1006/-1007) where the order executes after the client gave up. The
+        #: recvWindow is checked again when the engine gets it (Binance: -5028), as on Binance.
+        self.late_next = 0
+        self.late_delay = 0.5
+        self._late: set[asyncio.Task[None]] = set()
         self._server = HttpVenueServer(self, self._dispatch, classify)
         self._ticker: asyncio.Task[None] | None = None
         self.base_url = ""
@@ -190,6 +197,8 @@ class BinanceSimulator:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
             self._ticker = None
+        for task in list(self._late):
+            task.cancel()
         await self._server.stop()
 
     async def _tick_forever(self, every: float) -> None:
@@ -247,6 +256,13 @@ class BinanceSimulator:
             )
             resp.headers["Retry-After"] = str(max(1, math.ceil(wait)))
             return resp
+        if endpoint.op is Op.PLACEMENT and self.late_next > 0:
+            self.late_next -= 1
+            self.stats.count_fault("late")
+            task = asyncio.create_task(self._execute_late(endpoint, request, raw_query, raw_body, params))
+            self._late.add(task)
+            task.add_done_callback(self._late.discard)
+            return drop(request)
         try:
             if endpoint.signed:
                 self._authenticate(request, raw_query, raw_body, params)
@@ -255,6 +271,19 @@ class BinanceSimulator:
             self.stats.count_error(exc.code)
             return self._json(exc.status, exc.body())
         return self._json(200, result)
+
+    async def _execute_late(
+        self, endpoint: _Endpoint, request: web.Request, raw_query: str, raw_body: str, params: Mapping[str, str]
+    ) -> None:
+        """A placement the matching engine gets ``late_delay`` seconds after the gateway took it."""
+        await asyncio.sleep(self.late_delay)
+        try:
+            self._authenticate(request, raw_query, raw_body, params)
+            endpoint.handler(self.engine, params)
+        except BinanceApiError as exc:
+            self.stats.count_error(exc.code)
+            return
+        self.stats.orders_placed += 1
 
     def _authenticate(
         self, request: web.Request, raw_query: str, raw_body: str, params: Mapping[str, str]
