@@ -1,4 +1,5 @@
-# Worker image: one distribution, the `superintel` console script.
+# Worker image: one distribution, the `superintel` console script, production dependencies only
+# (no `embedded` extra: the developer commands `stack`/`demo`/`venue` answer with what to install).
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
@@ -9,6 +10,7 @@ COPY adapters ./adapters
 COPY streams ./streams
 COPY agents ./agents
 COPY venues ./venues
+COPY devstack ./devstack
 RUN pip install --no-cache-dir .
 RUN useradd --system --uid 10001 superintel
 USER superintel

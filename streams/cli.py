@@ -1,8 +1,11 @@
-"""``superintel`` command line.
+"""``superintel`` command line: the production commands, and the others found through entry points.
 
 ``worker`` is Faust's own worker command (``app.main()``), so every Faust worker option works
-(``-l info``, ``--without-web``, ``--web-port``). The other commands are small tools around it:
-the embedded stack, publishing a signal, JSON Schema export, venue simulators, and the demo.
+(``-l info``, ``--without-web``, ``--web-port``). ``schema`` exports the wire contract's JSON Schema
+and ``signal send`` publishes one signal. Further commands come from the ``superintel.commands``
+entry points (pyproject.toml): each is a function that adds its subcommand to the parser and sets a
+``handler``. The developer tools (``stack``, ``demo``, ``venue``) arrive that way from devstack/cli.py,
+so this module, like all production code, never imports them.
 """
 
 from __future__ import annotations
@@ -12,11 +15,21 @@ import asyncio
 import json
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from schemas import AssetClass, OrderType, Side, Signal, TimeInForce
+
+if TYPE_CHECKING:
+    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+#: entry-point group of commands added by other packages: ``name = "module:register"``, where
+#: ``register(subparsers)`` adds the subcommand ``name`` and sets its ``handler(args) -> int``
+COMMANDS_GROUP = "superintel.commands"
+Handler = Callable[[argparse.Namespace], int]
 
 
 def cmd_worker(extra: Sequence[str]) -> int:
@@ -63,26 +76,6 @@ def cmd_signal_send(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_stack() -> int:
-    from devstack.stack_cli import run_stack
-
-    return run_stack(print) or 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from devstack.demo import run_demo
-
-    return run_demo(signals=args.signals, rate=args.rate, malformed=args.malformed, outage=args.outage)
-
-
-def cmd_venue(args: argparse.Namespace) -> int:
-    if args.venue == "binance":
-        from venues.binance import main as binance_main
-
-        return binance_main(["--port", str(args.port), "--host", args.host]) or 0
-    raise SystemExit(f"unknown venue {args.venue}")
-
-
 def _dec(value: str | None) -> Decimal | None:
     return Decimal(value) if value is not None else None
 
@@ -94,6 +87,7 @@ def parser() -> argparse.ArgumentParser:
                    add_help=False)
     schema = sub.add_parser("schema", help="write JSON Schema files of the wire contract")
     schema.add_argument("--out", type=Path, default=Path("schema-out"))
+    schema.set_defaults(handler=lambda args: cmd_schema(args.out))
     sig = sub.add_parser("signal", help="signal tools")
     sig_sub = sig.add_subparsers(dest="signal_command", required=True)
     send = sig_sub.add_parser("send", help="publish one signal to the signals topic")
@@ -109,18 +103,27 @@ def parser() -> argparse.ArgumentParser:
     send.add_argument("--tif", default="DAY")
     send.add_argument("--strategy", default="cli")
     send.add_argument("--id", dest="signal_id")
-    sub.add_parser("stack", help="start the embedded stack (Tansu, PostgreSQL, Redis) until Ctrl-C")
-    demo = sub.add_parser("demo", help="stack + worker + a mixed signal stream, with a live summary")
-    demo.add_argument("--signals", type=int, default=300)
-    demo.add_argument("--rate", type=float, default=100.0, help="signals per second")
-    demo.add_argument("--malformed", type=int, default=5)
-    demo.add_argument("--outage", type=float, default=3.0,
-                      help="seconds of simulated Binance outage a third of the way in (0: none)")
-    venue = sub.add_parser("venue", help="run a venue simulator standalone")
-    venue.add_argument("venue", choices=["binance"])
-    venue.add_argument("--port", type=int, default=8010)
-    venue.add_argument("--host", default="127.0.0.1")
+    send.set_defaults(handler=cmd_signal_send)
+    register_plugins(sub)
     return p
+
+
+def register_plugins(sub: SubParsers) -> None:
+    """Let every ``superintel.commands`` entry point add its subcommand.
+
+    A plug-in that fails to load is reported on stderr and left out: the production commands must
+    keep working whatever an optional package does.
+    """
+    for ep in entry_points(group=COMMANDS_GROUP):
+        if ep.name in sub.choices:
+            print(f"superintel: command {ep.name!r} from {ep.value} is already defined; ignored",
+                  file=sys.stderr)
+            continue
+        try:
+            register = ep.load()
+            register(sub)
+        except Exception as exc:
+            print(f"superintel: command {ep.name!r} ({ep.value}) unavailable: {exc!r}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,17 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "worker":
         return cmd_worker(argv[1:])
     args = parser().parse_args(argv)
-    if args.command == "schema":
-        return cmd_schema(args.out)
-    if args.command == "signal":
-        return cmd_signal_send(args)
-    if args.command == "stack":
-        return cmd_stack()
-    if args.command == "demo":
-        return cmd_demo(args)
-    if args.command == "venue":
-        return cmd_venue(args)
-    raise SystemExit(2)
+    handler: Handler = args.handler
+    return handler(args)
 
 
 if __name__ == "__main__":

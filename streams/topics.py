@@ -1,4 +1,4 @@
-"""Topic names (DESIGN.md section 3) in one place, so producers, agents, replay and tests agree."""
+"""Topic names (README.md, Topics) in one place, so producers, agents, replay and tests agree."""
 
 from __future__ import annotations
 

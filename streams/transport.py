@@ -2,7 +2,7 @@
 
 1. Faust's aiokafka driver hard-codes ``fetch_max_wait_ms=1500``. On a small, latency-sensitive
    flow a fetch then waits for data that is not coming, and each agent hop costs hundreds of
-   milliseconds (DESIGN.md section 8). The consumer thread injects the configured wait instead.
+   milliseconds (measured by bench/kafka_hop.py). The consumer thread injects the configured wait instead.
 2. Faust hands each fetched message to the agents through a task race (see ``TunedConsumer``).
 
 Everything else is Faust's own code path (faust-streaming is pinned, since this overrides internals).

