@@ -69,7 +69,7 @@ class ExecutionService:
         clock: Clock = SYSTEM_CLOCK,
         executor: Broker | None = None,
         owner: str | None = None,
-        lease_seconds: float = 15.0,
+        lease_seconds: float = 30.0,
         max_age_seconds: float | None = 300.0,
     ) -> None:
         self.broker = broker

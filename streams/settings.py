@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     breaker_cooldown: float = Field(30.0, alias="BREAKER_COOLDOWN")
     #: an order's claim (owner + lease on its row) lasts this long unless renewed; a dead executor's
     #: open orders are taken over within ORDER_LEASE_SECONDS + ORDER_SWEEP_INTERVAL
-    order_lease_seconds: float = Field(15.0, alias="ORDER_LEASE_SECONDS")
+    order_lease_seconds: float = Field(30.0, alias="ORDER_LEASE_SECONDS")
     order_sweep_interval: float = Field(5.0, alias="ORDER_SWEEP_INTERVAL")
     #: a signal older than this (seconds, on the pipeline's clock) when its order would first be
     #: placed is EXPIRED with the reason, never placed late

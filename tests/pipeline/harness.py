@@ -81,6 +81,10 @@ class Pipeline:
             "REDIS_URL": redis_url,
             "SUPERINTEL_APP_ID": self.app_id,
             "TOPIC_PARTITIONS": str(PARTITIONS),
+            # a killed worker's claims lapse in seconds, not the production 30 s, so takeover
+            # tests stay short (the bound is lease + sweep interval)
+            "ORDER_LEASE_SECONDS": "6",
+            "ORDER_SWEEP_INTERVAL": "1",
             **extra_env,
         }
         self.workers: list[WorkerProcess] = []

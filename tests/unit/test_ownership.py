@@ -29,7 +29,7 @@ from tests.unit.fakes import (
     venue_status,
 )
 
-LEASE = 15.0
+LEASE = 30.0
 
 
 class GatedVenue(ScriptedBroker):

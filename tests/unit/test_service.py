@@ -85,7 +85,7 @@ class Rig:
 
 
 #: the executors' claim lease in these rigs (ExecutionService's default)
-LEASE = 15.0
+LEASE = 30.0
 
 
 def crypto(signal_id: str = "s-1", **kw: Any) -> OrderRequest:
