@@ -14,6 +14,7 @@ An HTTP venue adds them to its own app (same port); a TCP venue serves them on i
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Protocol
 
 from aiohttp import web
@@ -85,10 +86,16 @@ class AppServer:
             self._runner = None
 
 
+#: adds a venue's own control routes (e.g. TWS's ``POST /_sim/restart``) to the control app
+ExtraRoutes = Callable[[web.UrlDispatcher], None]
+
+
 class ControlServer(AppServer):
     """The control endpoints alone, for a venue that does not speak HTTP (TWS, raw TCP bridges)."""
 
-    def __init__(self, target: Controlled) -> None:
+    def __init__(self, target: Controlled, extra_routes: ExtraRoutes | None = None) -> None:
         app = web.Application()
         add_control_routes(app.router, target)
+        if extra_routes is not None:
+            extra_routes(app.router)
         super().__init__(app)

@@ -91,8 +91,13 @@ class Faults:
         """Whether the one-shot counters apply to the request ``key`` (``"METHOD /path"``)."""
         return self.match is None or key.startswith(self.match)
 
-    def decide(self, op: Op, key: str) -> Fault:
-        """The fault for one request (or connection): counters first, then the seeded rates."""
+    def decide(self, op: Op, key: str, *, use_fail_rate: bool = True) -> Fault:
+        """The fault for one request (or connection): counters first, then the seeded rates.
+
+        ``use_fail_rate=False`` exempts the request from ``fail_rate`` (the counters and
+        ``lose_rate`` still apply, and the draws are the same): a TCP venue whose ``fail_rate``
+        means refused connections asks so for the messages inside a connection.
+        """
         fail_draw = self._rng.random()
         lose_draw = self._rng.random() if op is Op.PLACEMENT else 1.0
         if self.applies(key):
@@ -105,7 +110,7 @@ class Faults:
             if self.lose_response_next > 0 and op is not Op.CONNECT:  # a connection has no answer to lose
                 self.lose_response_next -= 1
                 return Fault.LOSE
-        if fail_draw < self.fail_rate:
+        if use_fail_rate and fail_draw < self.fail_rate:
             return Fault.FAIL
         if lose_draw < self.lose_rate:
             return Fault.LOSE
