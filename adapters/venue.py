@@ -55,6 +55,10 @@ class VenuePlugin(Generic[S]):
     #: asset classes this venue can price for paper fills (its market data)
     priced_classes: frozenset[AssetClass]
     description: str = ""
+    #: asset classes this venue takes as the *secondary* live route when their primary venue
+    #: (execution/router.py ROUTING_TABLE) is unavailable, given its settings (IBKR: FX with
+    #: IBKR_FX_SECONDARY=true); the chain is then primary -> this venue -> paper
+    secondary_for: Callable[[S], frozenset[AssetClass]] = lambda _settings: frozenset()
 
     def settings(self, **overrides: Any) -> S:
         """The venue's settings from the environment (its own prefix), with ``overrides``."""

@@ -39,8 +39,11 @@ class BrokerRouter:
         force_paper: bool = False,
         mapper: ExchangeMapper | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        secondary: Mapping[AssetClass, Broker] | None = None,
     ) -> None:
         self._live = frozenset(live_brokers) - {Broker.PAPER}
+        #: asset class -> the live venue that takes it when its primary has no live adapter
+        self._secondary = {ac: b for ac, b in (secondary or {}).items() if b in self._live}
         self._clock = clock
         self._force_paper = force_paper
         self._mapper = mapper or ExchangeMapper()
@@ -52,6 +55,11 @@ class BrokerRouter:
         if self._force_paper:
             return RouteDecision(asset_class, Broker.PAPER, "FORCE_PAPER_TRADING=true", target)
         if target not in self._live:
+            second = self._secondary.get(asset_class)
+            if second is not None:
+                return RouteDecision(asset_class, second,
+                                     f"no live adapter configured for {asset_class} ({target}); "
+                                     f"secondary route {second}", target)
             return RouteDecision(
                 asset_class,
                 Broker.PAPER,

@@ -20,6 +20,11 @@ def build(settings: IbkrConfig, clock: Clock) -> VenueParts:
     return VenueParts(broker=adapter, market_data=adapter)
 
 
+def secondary_for(settings: IbkrConfig) -> frozenset[AssetClass]:
+    """FX as CASH on IDEALPRO when MT4 (FX's primary venue) is unavailable, if enabled."""
+    return frozenset({AssetClass.FX}) if settings.fx_secondary else frozenset()
+
+
 PLUGIN: VenuePlugin[IbkrConfig] = VenuePlugin(
     broker=Broker.IBKR,
     settings_type=IbkrConfig,
@@ -27,4 +32,5 @@ PLUGIN: VenuePlugin[IbkrConfig] = VenuePlugin(
     fill_delivery="push",
     priced_classes=frozenset({AssetClass.EQUITY, AssetClass.OPTION, AssetClass.FUTURE}),
     description="Interactive Brokers over ib_async (TWS API socket; fills pushed, execId per fill)",
+    secondary_for=secondary_for,
 )

@@ -116,3 +116,15 @@ def test_routing_is_deterministic(force_paper: bool) -> None:
     requests = [router.route(signals[0]) for _ in range(1000)]
     assert {(r.broker, r.route_reason, r.client_order_id) for r in requests} == {
         (first[0].broker, first[0].reason, signals[0].client_order_id)}
+
+
+def test_fx_takes_its_secondary_route_when_mt4_has_no_live_adapter() -> None:
+    signal = make_signal(symbol="EURUSD", asset_class=None)
+    with_second = BrokerRouter({Broker.IBKR}, secondary={AssetClass.FX: Broker.IBKR}).decide(signal)
+    assert with_second.broker is Broker.IBKR and with_second.rerouted_from is Broker.MT4
+    assert "secondary route ibkr" in with_second.reason
+    # a secondary that is not live itself is no route: paper, as without one
+    assert BrokerRouter(set(), secondary={AssetClass.FX: Broker.IBKR}).decide(signal).broker is Broker.PAPER
+    # MT4 live: the primary wins
+    assert BrokerRouter({Broker.MT4, Broker.IBKR}, secondary={AssetClass.FX: Broker.IBKR}).decide(signal).broker \
+        is Broker.MT4
