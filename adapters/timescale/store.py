@@ -73,15 +73,24 @@ from execution.fills import (
 from execution.ports import ClaimResult, FillFee
 from schemas import Broker, Fill, Order, OrderEvent, OrderState, Position, utcnow
 
-#: failures that pass when the database comes back; anything else from here is a bug or bad data
+#: failures that pass when the database comes back; anything else from here is a bug or bad data.
+#: Besides lost connections: the server out of disk (53100) or memory (53200), a statement
+#: cancelled (57014: statement_timeout, an operator's pg_cancel_backend), a crash restart
+#: (57P02), and a read-only transaction (25006: a hot standby during a failover) all say
+#: nothing about the batch; dead-lettering it would drop good messages, so they are waited out.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
+    asyncpg.DiskFullError,
+    asyncpg.OutOfMemoryError,
+    asyncpg.QueryCanceledError,
+    asyncpg.ReadOnlySQLTransactionError,
     ConnectionError,
 )
 
