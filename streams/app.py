@@ -18,11 +18,15 @@ import faust
 from faust.types import TopicT, TransportT
 
 from agents.parts import AgentTopics
-from streams import topics, transport
+from streams import compat, topics, transport
 from streams.bootstrap import Bootstrap
 from streams.settings import Settings, WorkerRole, get_settings
 
 log = logging.getLogger(__name__)
+
+# The private Faust/aiokafka names streams/transport.py and agents/batches.py rely on: a worker
+# on changed library versions stops here, naming them, instead of failing in a running agent.
+compat.verify()
 
 
 def stream_topics(app: faust.App, partitions: int) -> AgentTopics:
