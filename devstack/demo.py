@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import redis.asyncio as redis
@@ -65,10 +67,10 @@ async def _demo(n_signals: int, rate: float, n_malformed: int, outage: float) ->
             stack = await stack_ctx.enter_async_context(EmbeddedStack())
             venues = await stack_ctx.enter_async_context(EmbeddedVenues())
             await create_topics(stack.kafka_bootstrap, list(ALL_TOPICS), int(os.environ.get("TOPIC_PARTITIONS", 4)))
-        console.print(f"kafka     {stack.kafka_bootstrap}\npostgres  {_safe(stack.database_url)}\n"
-                      f"redis     {stack.redis_url}\nstarted   {', '.join(stack.started) or 'nothing'}")
+        console.print(f"kafka     {redact(stack.kafka_bootstrap)}\npostgres  {redact_url(stack.database_url)}\n"
+                      f"redis     {redact_url(stack.redis_url)}\nstarted   {', '.join(stack.started) or 'nothing'}")
         for line in venues.describe():
-            console.print(line)
+            console.print(redact(line))
 
         run_dir = stack.run_dir
         # a twitchy breaker with a short cooldown, so the demo's outage shows it open and recover
@@ -114,7 +116,7 @@ async def _demo(n_signals: int, rate: float, n_malformed: int, outage: float) ->
         breaker_lines = [line.split("[WARNING] ", 1)[-1] for line in worker.tail(5000).splitlines()
                          if "BREAKER" in line]
         if breaker_lines:
-            console.print("[bold]circuit breaker (from the worker log)[/]\n" + "\n".join(breaker_lines))
+            console.print("[bold]circuit breaker (from the worker log)[/]\n" + redact("\n".join(breaker_lines)))
         ok = _settled(progress, n_signals, n_malformed)
         console.rule("[green]done[/]" if ok else "[red]incomplete: see the worker log[/]")
         return 0 if ok else 1
@@ -284,10 +286,36 @@ def _num(value: Decimal | None) -> str:
     return f"{value.normalize():f}" if abs(value) < Decimal("1e12") else f"{value:.4E}"
 
 
-def _safe(dsn: str) -> str:
-    """A DSN without its password, for printing."""
-    if "@" not in dsn or ":" not in dsn.split("@")[0].split("//")[-1]:
-        return dsn
-    head, tail = dsn.split("@", 1)
-    scheme, creds = head.split("//", 1)
-    return f"{scheme}//{creds.split(':')[0]}:***@{tail}"
+#: query parameters that carry a secret in a DSN or URL (libpq's ``password``, tokens, keys)
+_SECRET_PARAMS = re.compile(r"pass(word|wd)?|secret|token|api[-_]?key|sslpassword|key", re.IGNORECASE)
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
+
+
+def redact_url(url: str) -> str:
+    """A URL or DSN safe to print: the password in its authority becomes ``***``
+    (``postgresql://user:pass@host/db`` -> ``postgresql://user:***@host/db``, the user kept so an
+    operator still sees who connects), and so does the value of any query parameter that carries
+    a secret (``?password=…``, ``?token=…``). Anything else (a bare ``host:port``) is unchanged."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if not parts.scheme or not parts.netloc:
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, has_password, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{hostport}" if has_password else netloc
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(_SECRET_PARAMS.fullmatch(name) for name, _ in pairs):
+            query = urlencode([(n, "***" if _SECRET_PARAMS.fullmatch(n) else v) for n, v in pairs], safe="*")
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def redact(text: str) -> str:
+    """``text`` with every URL in it redacted (``redact_url``): for lines the demo prints that it
+    did not write itself (a venue's description, the worker's log)."""
+    return _URL.sub(lambda match: redact_url(match.group(0)), text)
