@@ -36,6 +36,8 @@ from execution.fills import (
     OrderFillState,
     PositionKey,
     PositionState,
+    Watermark,
+    advance_watermarks,
     apply_to_orders,
     first_of_each,
     move_positions,
@@ -314,30 +316,33 @@ class InMemoryStore:
 class InMemoryFillPublisher:
     """``FillPublisher`` that keeps what it published and hands it to asyncio subscribers.
 
-    Deduplicates on ``(broker, exec_id)`` like the Redis bridge (``adapters/redis_bus.py``), for
-    as long as the object lives. A subscriber gets an unbounded queue of the fills published
-    after it subscribed, optionally narrowed to one broker and symbol (the Redis channel grains).
+    Publishes only each order's growth beyond its cumulative watermark, priced from it, like the
+    Redis bridge (``adapters/redis_bus.py``, the same ``advance_watermarks``), for as long as the
+    object lives: what is published for one order never adds up to more than its cumulative
+    quantity. A subscriber gets an unbounded queue of the fills published after it subscribed,
+    optionally narrowed to one broker and symbol (the Redis channel grains).
     """
 
     def __init__(self) -> None:
         self.published: list[Fill] = []
-        self._seen: set[tuple[Broker, str]] = set()
+        self._watermarks: dict[str, Watermark] = {}
         self._subscribers: list[tuple[asyncio.Queue[Fill], Broker | None, str | None]] = []
 
+    def watermark(self, client_order_id: str) -> Watermark | None:
+        """What has been published of one order so far."""
+        return self._watermarks.get(client_order_id)
+
     async def publish_fills(self, fills: Sequence[Fill]) -> int:
-        """Publish the fills not seen before; return how many were published."""
-        count = 0
-        for fill in fills:
-            key = (fill.broker, fill.exec_id)
-            if key in self._seen:
-                continue
-            self._seen.add(key)
+        """Publish the growth the fills bring beyond their orders' watermarks; return how many
+        fills were published."""
+        published, marks = advance_watermarks(fills, self._watermarks)
+        self._watermarks.update(marks)
+        for fill in published:
             self.published.append(fill)
-            count += 1
             for queue, broker, symbol in self._subscribers:
                 if (broker is None or broker == fill.broker) and (symbol is None or symbol == fill.symbol.upper()):
                     queue.put_nowait(fill)
-        return count
+        return len(published)
 
     def subscribe(self, broker: Broker | None = None, symbol: str | None = None) -> asyncio.Queue[Fill]:
         """A queue receiving every fill published from now on (of ``broker`` / ``symbol`` if given)."""

@@ -23,7 +23,13 @@ from decimal import Decimal
 from typing import cast
 
 from execution.clock import SYSTEM_CLOCK, Clock
-from execution.fills import average_after, commission_increment, fill_increment, fill_state
+from execution.fills import (
+    average_after,
+    commission_increment,
+    cumulative_notional,
+    fill_increment,
+    fill_state,
+)
 from execution.outcome import BatchOutcome
 from execution.ports import (
     BrokerError,
@@ -71,11 +77,18 @@ def derive_fill(
     Venues report commission cumulatively too: the fill carries the growth since
     ``known_commission``, or, when that is unknown (first sight after a restart), the share of
     the cumulative commission proportional to the fill's quantity. ``venue_exec_id`` is the
-    venue's own execution id when it pushed one; ``at`` the fill's time on the pipeline's clock."""
-    if status.avg_fill_price is None:
+    venue's own execution id when it pushed one; ``at`` the fill's time on the pipeline's clock.
+
+    The fill carries the venue's cumulative quantity *and* notional (its own notional when it
+    reports one, else quantity x average), so a consumer prices the growth from its own
+    watermark; ``quantity``/``price`` are the increment from ``order``'s totals, which after a
+    restart may be behind what consumers already applied (execution/fills.py)."""
+    notional = cumulative_notional(status.filled_quantity, avg_price=status.avg_fill_price,
+                                   notional=status.filled_notional)
+    if status.avg_fill_price is None or notional is None:
         return None
     increment = fill_increment(order.filled_quantity, order.avg_fill_price, status.filled_quantity,
-                               avg_price=status.avg_fill_price)
+                               avg_price=status.avg_fill_price, notional=notional)
     if increment is None:
         return None
     # Polled: our client order id and the watermark, not the venue's order id: venue ids are
@@ -88,6 +101,7 @@ def derive_fill(
     return Fill(
         exec_id=exec_id,
         cumulative_quantity=status.filled_quantity,
+        cumulative_notional=notional,
         client_order_id=order.client_order_id,
         venue_order_id=status.venue_order_id,
         broker=order.broker,

@@ -10,6 +10,14 @@ is the growth of those totals, and its ``cumulative_quantity`` is a watermark: a
 only adds what lies beyond what is already recorded, so a duplicate, a re-emitted copy under a new
 id, or a stale fill that arrives late changes nothing. Positions use the average-cost method.
 
+Pricing a gap (issue 12, "books drift"): a fill also carries its order's ``cumulative_notional``,
+so whoever applies it prices the growth *from its own watermark*: ``(cumulative_notional -
+known notional) / growth``. Its ``price`` is only the increment from the producer's baseline,
+which is wrong for a consumer whose watermark differs (it missed a fill, or the producer
+restarted from an older baseline): 0.5 @ 100 applied, then "1.0 filled, notional 101" must
+leave the order at 101 and the growth at 102, never 100.5. A fill without the notional (an older
+producer) is applied as before, its growth at its ``price``.
+
 Money is ``Decimal`` throughout; sums and products run in a ``DECIMAL_PRECISION``-digit context so
 they stay exact and only divisions (averages) ever round.
 """
@@ -75,6 +83,28 @@ def fill_increment(
         if price <= 0:
             price = avg_price if avg_price is not None else notional / cumulative_quantity
     return FillIncrement(quantity, price)
+
+
+def cumulative_notional(
+    cumulative_quantity: Decimal, *, avg_price: Decimal | None = None, notional: Decimal | None = None
+) -> Decimal | None:
+    """An order's filled notional from a venue's cumulative report: the venue's own notional
+    when it gives one (Binance's ``cummulativeQuoteQty``), else quantity x average price.
+    ``None`` when nothing is filled or no price is known."""
+    if cumulative_quantity <= 0:
+        return None
+    if notional is not None:
+        return notional if notional > 0 else None
+    if avg_price is None or avg_price <= 0:
+        return None
+    with localcontext(prec=DECIMAL_PRECISION):
+        return cumulative_quantity * avg_price
+
+
+def _same_price(exact: Decimal, rounded: Decimal) -> bool:
+    """``rounded`` is ``exact`` as ``fill_increment`` rounds a derived price."""
+    with localcontext(prec=DECIMAL_PRECISION):
+        return exact.quantize(PRICE_PLACES) == rounded
 
 
 def average_after(filled: Decimal, avg_price: Decimal | None, quantity: Decimal, price: Decimal) -> Decimal:
@@ -163,34 +193,60 @@ class OrderFillState:
     def absorb(self, fill: Fill) -> Decimal | None:
         """Advance the watermark to ``fill.cumulative_quantity``; return the quantity applied,
         or ``None`` when the fill brings no growth (duplicate, re-emitted or stale).
+        ``increment`` says at which price."""
+        step = self.increment(fill)
+        return None if step is None else step.quantity
 
+    def increment(self, fill: Fill) -> FillIncrement | None:
+        """Advance the watermark to ``fill.cumulative_quantity``; return what was applied (the
+        growth and its price from this watermark), or ``None`` when the fill brings no growth
+        (duplicate, re-emitted or stale).
+
+        With ``cumulative_notional`` the growth is priced from this watermark's notional and the
+        order's average becomes the venue's (``cumulative_notional / cumulative_quantity``),
+        whatever fills this store saw before; without it, the growth is priced at ``fill.price``.
         A live order moves to PARTIALLY_FILLED / FILLED; a terminal one (a late fill on a
         cancelled order) keeps its state but its totals still grow: the execution happened."""
         applied = fill.cumulative_quantity - self.filled
         if applied <= 0:
             return None
-        self.avg_price = average_after(self.filled, self.avg_price, applied, fill.price)
+        if fill.cumulative_notional is not None:
+            step = fill_increment(self.filled, self.avg_price, fill.cumulative_quantity,
+                                  notional=fill.cumulative_notional)
+            assert step is not None  # growth is positive and the notional is given
+            if applied == fill.quantity and _same_price(fill.price, step.price):
+                # the producer's baseline is ours: keep its price's digits past the rounding
+                step = FillIncrement(applied, fill.price)
+            with localcontext(prec=DECIMAL_PRECISION):
+                self.avg_price = fill.cumulative_notional / fill.cumulative_quantity
+        else:
+            step = FillIncrement(applied, fill.price)
+            self.avg_price = average_after(self.filled, self.avg_price, applied, fill.price)
         self.filled = fill.cumulative_quantity
         self.venue_order_id = self.venue_order_id or fill.venue_order_id
         if self.state is not None and not self.state.is_terminal and self.quantity is not None:
             self.state = fill_state(self.filled, self.quantity)
         self.changed = True
-        return applied
+        return step
 
 
 @dataclass(frozen=True, slots=True)
 class AppliedFill:
-    """A fill as applied (``quantity`` = its watermark growth) with the quantity the venue reported."""
+    """A fill as applied (``quantity`` = its watermark growth, ``price`` = that growth's price
+    from the store's watermark) with the quantity the fill reported."""
 
     fill: Fill
     reported_quantity: Decimal
 
 
 def fill_event(
-    order: OrderFillState, fill: Fill, applied: Decimal, previous: OrderState, ts: datetime
+    order: OrderFillState, fill: Fill, applied: Decimal, previous: OrderState, ts: datetime,
+    price: Decimal | None = None,
 ) -> OrderEvent:
-    """The audit event of one fill applied to an order; a fill on a closed order says so."""
-    reason = f"fill {fill.exec_id}: {applied} @ {fill.price}, cumulative {fill.cumulative_quantity}"
+    """The audit event of one fill applied to an order (``applied`` at ``price``, the fill's own
+    price by default); a fill on a closed order says so."""
+    reason = (f"fill {fill.exec_id}: {applied} @ {fill.price if price is None else price}, "
+              f"cumulative {fill.cumulative_quantity}")
     if previous.is_terminal:
         reason = f"late {reason} on {previous.value} order"
     return OrderEvent(
@@ -222,20 +278,66 @@ def apply_to_orders(
     """Walk a batch of new fills, in order, against the watermarks of their orders.
 
     ``orders`` must hold a state for every fill's client order id; the states are advanced in
-    place. Returns the fills that brought growth, as applied, and one audit event per fill
+    place. Returns the fills that brought growth, as applied (quantity and price of the growth
+    from the order's watermark, which positions then move by), and one audit event per fill
     applied to an existing order (stamped ``ts``)."""
     applied: list[AppliedFill] = []
     events: list[OrderEvent] = []
     for fill in fills:
         order = orders[fill.client_order_id]
         previous = order.state
-        quantity = order.absorb(fill)
-        if quantity is None:
+        step = order.increment(fill)
+        if step is None:
             continue
-        applied.append(AppliedFill(fill.model_copy(update={"quantity": quantity}), fill.quantity))
+        applied.append(AppliedFill(fill.model_copy(update={"quantity": step.quantity, "price": step.price}),
+                                   fill.quantity))
         if previous is not None:
-            events.append(fill_event(order, fill, quantity, previous, ts))
+            events.append(fill_event(order, fill, step.quantity, previous, ts, step.price))
     return applied, events
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    """How much of one order a consumer has passed on: its cumulative quantity and notional."""
+
+    quantity: Decimal
+    notional: Decimal
+
+
+def advance_watermarks(
+    fills: Iterable[Fill], known: Mapping[str, Watermark]
+) -> tuple[list[Fill], dict[str, Watermark]]:
+    """What a fill publisher passes on: each fill's growth beyond its order's watermark, in order.
+
+    ``known`` holds the watermark of (some of) the fills' orders; an order missing from it has
+    passed nothing on yet. Returns the fills to publish, each with ``quantity`` = its growth and
+    ``price`` = that growth's price from the watermark (so what subscribers add up never exceeds
+    the venue's cumulative quantity and is priced at its notional), and the new watermark of
+    every order that grew. A duplicate, a re-emitted copy, a stale fill, or one a later fill
+    already covered, brings no growth and is left out. The watermark rule is the stores'
+    (``OrderFillState``), so the publishers and the books agree."""
+    states: dict[str, OrderFillState] = {}
+    notional: dict[str, Decimal] = {}
+    published: list[Fill] = []
+    for fill in fills:
+        cid = fill.client_order_id
+        state = states.get(cid)
+        if state is None:
+            mark = known.get(cid)
+            state = states[cid] = (OrderFillState.orphan(cid, mark.quantity, mark.notional) if mark
+                                   else OrderFillState(cid))
+        step = state.increment(fill)
+        if step is None:
+            continue
+        assert state.avg_price is not None  # set by any growth
+        if fill.cumulative_notional is not None:
+            notional[cid] = fill.cumulative_notional
+        else:
+            with localcontext(prec=DECIMAL_PRECISION):
+                notional[cid] = state.filled * state.avg_price
+        published.append(fill.model_copy(update={"quantity": step.quantity, "price": step.price}))
+    marks = {cid: Watermark(states[cid].filled, total) for cid, total in notional.items()}
+    return published, marks
 
 
 # ---- positions ------------------------------------------------------------------------------

@@ -3,6 +3,11 @@
 Deterministic on purpose: the same symbol maps to the same class on every worker, every replay.
 A symbol no rule recognises is an error (the signal goes to the dead-letter topic with the
 reason) rather than a guess that might send an order to the wrong venue.
+
+Once the class is known the symbol has one canonical spelling (``BTC-USDT`` for every way of
+writing that pair, ``EURUSD``, equities as written): the rules are in ``schemas/symbols.py``,
+applied when the router builds the OrderRequest, and ``ExchangeMapper.canonical`` answers it
+for a raw symbol.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import re
 from collections.abc import Mapping
 
 from schemas import AssetClass
+from schemas.symbols import canonical_symbol
 
 #: The seed's table, plus a few unambiguous names whose shape would mislead the rules
 #: (GBTC is a trust traded as an equity, not a crypto pair).
@@ -59,6 +65,11 @@ class ExchangeMapper:
             if found is not None:
                 return found
         raise UnknownSymbol(f"cannot infer asset class of symbol {symbol!r}; set asset_class explicitly")
+
+    def canonical(self, symbol: str, explicit: AssetClass | None = None) -> str:
+        """The canonical spelling of ``symbol`` (schemas/symbols.py) for its asset class, as
+        ``asset_class`` resolves it; raises ``UnknownSymbol`` like it."""
+        return canonical_symbol(symbol, self.asset_class(symbol, explicit))
 
 
 def _occ_option(sym: str) -> AssetClass | None:

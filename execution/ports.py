@@ -77,6 +77,9 @@ class VenueOrderStatus:
     commission: Decimal = Decimal(0)
     commission_asset: str | None = None
     reason: str = ""
+    #: the venue's own cumulative notional (Binance ``cummulativeQuoteQty``) when it reports one:
+    #: exact, where ``filled_quantity x avg_fill_price`` may carry the average's rounding
+    filled_notional: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

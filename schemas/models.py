@@ -34,6 +34,7 @@ from schemas.fields import (
     Text,
     Timestamp,
 )
+from schemas.symbols import canonical_or_raw
 
 
 def utcnow() -> datetime:
@@ -61,6 +62,16 @@ class WireModel(BaseModel):
         return self.model_dump_json().encode()
 
 
+def _with_canonical_symbol(data: Any) -> Any:
+    """Raw model input with its ``symbol`` in the canonical spelling of its ``asset_class``
+    (schemas/symbols.py); input without both is returned unchanged, for validation to judge."""
+    if isinstance(data, dict) and "symbol" in data and data.get("asset_class") is not None:
+        canonical = canonical_or_raw(data["symbol"], data["asset_class"])
+        if canonical is not data["symbol"]:
+            return {**data, "symbol": canonical}
+    return data
+
+
 class OrderIntent(WireModel):
     """The trading intent shared by a Signal and the OrderRequest routed from it."""
 
@@ -84,6 +95,13 @@ class OrderIntent(WireModel):
     def _normalise_symbol(cls, value: Any) -> Any:
         # before validation, so a blank symbol fails min_length instead of becoming ""
         return value.strip().upper() if isinstance(value, str) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical_symbol(cls, data: Any) -> Any:
+        # once the asset class is known (explicit on a Signal, always on an OrderRequest/Order),
+        # the symbol takes its canonical spelling: one position per instrument
+        return _with_canonical_symbol(data)
 
     @model_validator(mode="after")
     def _prices_fit_order_type(self) -> Self:
@@ -140,7 +158,9 @@ class OrderRequest(OrderIntent):
         at: datetime | None = None,
     ) -> OrderRequest:
         """``at`` is the routing time on the pipeline's clock (execution/clock.py); the wall
-        clock only when a caller outside the pipeline leaves it out."""
+        clock only when a caller outside the pipeline leaves it out. The symbol takes its
+        canonical spelling for ``asset_class`` here (schemas/symbols.py), whatever the signal
+        wrote, so orders, fills and positions of one instrument share one symbol."""
         data = signal.model_dump()
         data.update(
             client_order_id=signal.client_order_id,
@@ -235,10 +255,19 @@ class Fill(WireModel):
 
     ``cumulative_quantity`` is the order's filled total *after* this fill: the DB writer applies
     only growth beyond what it has recorded, so duplicates and re-emitted fills are harmless.
+
+    ``cumulative_notional`` is the order's filled notional after this fill (the sum of quantity x
+    price of all its executions: the venue's cumulative quantity x its average price). With it a
+    consumer prices whatever growth it applies from its own watermark, so a gap (fills it never
+    saw, or a producer that restarted from an older baseline) is priced right: the order's
+    average is ``cumulative_notional / cumulative_quantity``. ``quantity`` / ``price`` are the
+    increment from the producer's baseline. Optional on the wire for older producers: a Fill
+    without it is applied as before (its growth at ``price``); every fill this code emits has it.
     """
 
     exec_id: Identifier
     cumulative_quantity: PositiveDecimal
+    cumulative_notional: PositiveDecimal | None = None
     client_order_id: Identifier
     venue_order_id: Text | None = None
     broker: Broker
@@ -252,6 +281,11 @@ class Fill(WireModel):
     commission_asset: Text | None = None
     ts: Timestamp = Field(default_factory=utcnow)
     signal_ts: Timestamp | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical_symbol(cls, data: Any) -> Any:
+        return _with_canonical_symbol(data)
 
     @property
     def signed_quantity(self) -> Decimal:

@@ -14,29 +14,23 @@ from typing import Any
 
 from execution.ports import BrokerError, VenueOrderStatus
 from schemas import OrderState
+from schemas.symbols import split_crypto_pair
 
 log = logging.getLogger(__name__)
 
-_QUOTE_ASSETS = ("FDUSD", "USDT", "USDC", "TUSD", "BUSD", "DAI", "BTC", "ETH", "BNB", "EUR", "TRY", "BRL",
-                 "GBP", "JPY", "AUD")
-
 
 def to_ccxt_symbol(symbol: str) -> str:
-    """Our symbol (``BTC-USDT``, ``BTCUSDT``, ``BTC/USDT``, ``btc_usdt``) -> ccxt's ``BTC/USDT``.
+    """Our symbol -> ccxt's ``BTC/USDT``: the canonical ``BTC-USDT`` (schemas/symbols.py), and
+    the aliases an older message may still carry (``BTCUSDT``, ``BTC/USDT``, ``btc_usdt``).
 
-    Separated forms split on the separator; the Binance id form (``BTCUSDT``) is split on the
-    longest known quote asset suffix.
+    Split by the same rule that makes symbols canonical (``split_crypto_pair``: a separator, or
+    the longest known quote asset suffix), so every spelling of a pair names one market; the
+    venue's own spelling (``BTCUSDT``) stays inside this adapter.
     """
-    s = symbol.strip().upper()
-    for sep in ("/", "-", "_"):
-        if sep in s:
-            base, _, quote = s.partition(sep)
-            if base and quote:
-                return f"{base}/{quote}"
-    for quote in sorted(_QUOTE_ASSETS, key=len, reverse=True):
-        if s.endswith(quote) and len(s) > len(quote):
-            return f"{s[: -len(quote)]}/{quote}"
-    raise ValueError(f"cannot map {symbol!r} to a Binance spot market; expected BASE-QUOTE such as BTC-USDT")
+    pair = split_crypto_pair(symbol.strip().upper())
+    if pair is None:
+        raise ValueError(f"cannot map {symbol!r} to a Binance spot market; expected BASE-QUOTE such as BTC-USDT")
+    return f"{pair[0]}/{pair[1]}"
 
 
 _STATE_BY_BINANCE_STATUS: dict[str, OrderState] = {
@@ -105,7 +99,8 @@ def parse_order(
 ) -> VenueOrderStatus:
     """A raw Binance order payload (new/query/cancel response) -> cumulative VenueOrderStatus.
 
-    Average price = ``cummulativeQuoteQty / executedQty`` (Binance's own spelling).
+    Average price = ``cummulativeQuoteQty / executedQty`` (Binance's own spelling); the notional
+    itself travels too (``filled_notional``), exact, for the fills' ``cumulative_notional``.
     """
     filled = dec(info.get("executedQty"))
     quote = dec(info.get("cummulativeQuoteQty"))
@@ -131,4 +126,5 @@ def parse_order(
         commission=commission.commission if commission else Decimal(0),
         commission_asset=commission.asset if commission else None,
         reason=reason,
+        filled_notional=quote if avg is not None else None,
     )

@@ -75,6 +75,7 @@ FILL_COLUMNS: tuple[Column, ...] = (
     ("commission", "numeric"),
     ("commission_asset", "text"),
     ("cumulative_quantity", "numeric"),
+    ("cumulative_notional", "numeric"),
     ("ts", "timestamptz"),
     ("signal_ts", "timestamptz"),
     ("recorded_at", "timestamptz"),

@@ -55,11 +55,13 @@ def order(n: int, symbol: str = "BTC-USDT", side: Side = Side.BUY, quantity: str
 _fill_seq = iter(range(1_000_000))
 
 
-def fill(of: Order, cumulative: str, price: str, exec_id: str, quantity: str | None = None) -> Fill:
+def fill(of: Order, cumulative: str, price: str, exec_id: str, quantity: str | None = None,
+         notional: str | None = None) -> Fill:
     return Fill(exec_id=exec_id, cumulative_quantity=D(cumulative), quantity=D(quantity or cumulative),
                 client_order_id=of.client_order_id, venue_order_id=f"V-{of.signal_id}", broker=of.broker,
                 symbol=of.symbol, asset_class=of.asset_class, side=of.side, price=D(price),
-                ts=T0 + timedelta(minutes=1, milliseconds=next(_fill_seq)), signal_ts=T0)
+                ts=T0 + timedelta(minutes=1, milliseconds=next(_fill_seq)), signal_ts=T0,
+                cumulative_notional=None if notional is None else D(notional))
 
 
 def move(current: Order, state: OrderState, minute: int, **changes: Any) -> tuple[Order, OrderEvent]:
@@ -152,7 +154,24 @@ def _scenarios() -> list[Scenario]:
                                           frozenset({k.client_order_id}))
        and t["answers"][4] == {k.client_order_id, m.client_order_id} and t["answers"][8].claimed == frozenset())
 
-    return [watermark, late, backwards, positions, fees, ownership]
+    # issue 12, "Books": fills carrying the cumulative notional price any gap from the store's
+    # own watermark (g: a restarted tracker's 1.0 @ 101 after 0.5 @ 100; h: the first fill never
+    # arrived); i: the same as g from a producer without the notional, applied as before (100.5)
+    g, h, i = order(40, "SOL-USDT"), order(41, "SOL-USDT"), order(42, "ADA-USDT")
+    gaps = Scenario("gaps priced by the cumulative notional", [g, h, i], [
+        ("insert", [g, h, i]),
+        ("fills", [fill(g, "0.5", "100", "g1", notional="50"), fill(i, "0.5", "100", "i1")]),
+        ("fills", [fill(g, "1", "101", "g2", notional="101"), fill(h, "1", "102", "h2", quantity="0.5",
+                                                                   notional="101"),
+                   fill(i, "1", "101", "i2")]),
+        ("fills", [fill(g, "0.5", "100", "g1-again", notional="50")]),
+    ], lambda t: [t["orders"][o.client_order_id].avg_fill_price for o in (g, h, i)] == [D("101"), D("101"), D("100.5")]
+       and [(p.symbol, p.quantity, p.avg_price) for p in t["positions"]] == [
+           ("ADA-USDT", D("1"), D("100.5")), ("SOL-USDT", D("2"), D("101"))]
+       and [(f.quantity, f.price, f.cumulative_notional) for f in t["fills_by_order"][g.client_order_id]] == [
+           (D("0.5"), D("100"), D("50")), (D("0.5"), D("102"), D("101"))])
+
+    return [watermark, late, backwards, positions, fees, ownership, gaps]
 
 
 SCENARIOS = _scenarios()

@@ -138,7 +138,7 @@ async def test_the_publisher_publishes_each_fill_once_to_matching_subscribers() 
     everything = publisher.subscribe()
     btc = publisher.subscribe(Broker.BINANCE, "btc-usdt")
     paper = publisher.subscribe(Broker.PAPER)
-    one, two = fill(order, "0.5", "10", "e1"), fill(order, "1", "10", "e2")
+    one, two = fill(order, "0.5", "10", "e1"), fill(order, "1", "10", "e2", quantity="0.5")
     assert await publisher.publish_fills([one, one]) == 1
     assert await publisher.publish_fills([one, two]) == 1
     assert publisher.published == [one, two]
@@ -146,7 +146,7 @@ async def test_the_publisher_publishes_each_fill_once_to_matching_subscribers() 
     assert btc.qsize() == 2 and paper.empty()
 
     publisher.unsubscribe(everything)
-    three = fill(order, "1.5", "10", "e3")
+    three = fill(order, "1.5", "10", "e3", quantity="0.5")
     await publisher.publish_fills([three])
     assert everything.empty() and await asyncio.wait_for(btc.get(), 1) == one
     with pytest.raises(ValueError, match="names its broker"):
