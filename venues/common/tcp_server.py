@@ -106,11 +106,16 @@ class TcpVenueServer:
             server.close()
         for writer in self._connections.values():
             writer.transport.abort()
-        for task in list(self._connections):
-            task.cancel()
-        for task in list(self._connections):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        tasks = list(self._connections)
+        if tasks:
+            # an aborted connection ends its handler by itself; cancel only what does not (a
+            # cancelled handler task makes Python 3.11's streams log a spurious error)
+            _done, pending = await asyncio.wait(tasks, timeout=1.0)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         if server is not None:
             await server.wait_closed()
 
