@@ -89,12 +89,12 @@ def cumulative_notional(
     cumulative_quantity: Decimal, *, avg_price: Decimal | None = None, notional: Decimal | None = None
 ) -> Decimal | None:
     """An order's filled notional from a venue's cumulative report: the venue's own notional
-    when it gives one (Binance's ``cummulativeQuoteQty``), else quantity x average price.
-    ``None`` when nothing is filled or no price is known."""
+    when it gives a positive one (Binance's ``cummulativeQuoteQty``), else quantity x average
+    price. ``None`` when nothing is filled or no price is known."""
     if cumulative_quantity <= 0:
         return None
-    if notional is not None:
-        return notional if notional > 0 else None
+    if notional is not None and notional > 0:
+        return notional
     if avg_price is None or avg_price <= 0:
         return None
     with localcontext(prec=DECIMAL_PRECISION):

@@ -67,7 +67,7 @@ def _with_canonical_symbol(data: Any) -> Any:
     (schemas/symbols.py); input without both is returned unchanged, for validation to judge."""
     if isinstance(data, dict) and "symbol" in data and data.get("asset_class") is not None:
         canonical = canonical_or_raw(data["symbol"], data["asset_class"])
-        if canonical is not data["symbol"]:
+        if canonical != data["symbol"]:
             return {**data, "symbol": canonical}
     return data
 

@@ -124,6 +124,7 @@ def test_no_fill_without_a_price_and_notional_helper_edges() -> None:
     assert cumulative_notional(D("2"), avg_price=None) is None
     assert cumulative_notional(D("2"), avg_price=D("5")) == D("10")
     assert cumulative_notional(D("2"), avg_price=D("5"), notional=D("10.5")) == D("10.5")
+    assert cumulative_notional(D("2"), avg_price=D("5"), notional=D("0")) == D("10")  # not a usable notional
     order = make_order(quantity=D("1"))
     no_price = VenueOrderStatus(client_order_id=order.client_order_id, venue_order_id=None,
                                 state=OrderState.PARTIALLY_FILLED, filled_quantity=D("0.5"))
