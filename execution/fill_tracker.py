@@ -9,6 +9,16 @@ it as an ``UpdateListener``, queued and applied on the same task. Both paths mee
 lets every consumer recognise it again after a crash, whatever id it carries. A pushed execution
 brings the venue's own execution id into the fill; its fee, when it comes later, is recorded
 against that fill (``OrderStore.record_fees``), never as a second fill.
+
+Durable before advancing: ``observe`` only *stages* the tracker's own state (an order's watermark,
+its commission, whether it is still tracked) in the caller's ``BatchOutcome``; the state is
+committed when that outcome's flush succeeded. A round whose flush fails leaves the tracker as it
+was, so the next poll derives the same fill again (same exec id and cumulative watermark, so
+nothing downstream counts it twice) and pushed updates are queued again, never lost.
+
+An order the venue lost after part of it had filled is placed again for its remainder only
+(``PriorFills``): that venue order's totals count from zero, and the tracker adds the fills from
+before, so the order's fills add up to at most its quantity.
 """
 
 from __future__ import annotations
@@ -17,13 +27,15 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
+from functools import partial
 from typing import cast
 
 from execution.clock import SYSTEM_CLOCK, Clock
 from execution.fills import (
+    DECIMAL_PRECISION,
     average_after,
     commission_increment,
     cumulative_notional,
@@ -55,6 +67,50 @@ PENDING_PUSH_LIMIT = 64
 #: venue execution ids remembered (with their fill's broker) so a late fee finds its fill
 RECENT_EXECUTIONS = 10_000
 _FILL_STATES = frozenset({OrderState.PARTIALLY_FILLED, OrderState.FILLED})
+#: after a failed round (database or topic down), the next one waits this long, doubling up to the cap
+ROUND_RETRY_BASE = 0.1
+ROUND_RETRY_CAP = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class PriorFills:
+    """What an order had filled before its current venue order was placed.
+
+    A venue that lost a partly filled order (paper after a restart) gets only the remainder
+    again, and its totals for that new venue order count from zero. The tracker asks the venue
+    about the remainder (``venue_order``) and reads its answers as totals of the whole order
+    (``order_totals``), so fills, states and the cumulative watermark stay the order's."""
+
+    quantity: Decimal
+    avg_fill_price: Decimal | None
+
+    def venue_order(self, order: Order) -> Order:
+        """``order`` as the venue holds it: the remainder, nothing of it filled yet. Same client
+        order id (the venue and the fills writer know the order by it)."""
+        return order.model_copy(update={
+            "quantity": order.quantity - self.quantity, "filled_quantity": Decimal(0), "avg_fill_price": None})
+
+    def order_totals(self, status: VenueOrderStatus) -> VenueOrderStatus:
+        """The venue's ``status`` of the remainder as the whole order's cumulative status."""
+        filled = self.quantity + status.filled_quantity
+        with localcontext(prec=DECIMAL_PRECISION):
+            before = None if self.avg_fill_price is None else self.avg_fill_price * self.quantity
+            if status.filled_quantity > 0:
+                since = status.filled_notional
+                if since is None and status.avg_fill_price is not None:
+                    since = status.avg_fill_price * status.filled_quantity
+                notional = None if before is None or since is None else before + since
+            else:
+                notional = before
+            average = None if notional is None else notional / filled
+        state, reason = status.state, status.reason
+        if state in (OrderState.PENDING, OrderState.SUBMITTED):
+            state = OrderState.PARTIALLY_FILLED  # the whole order is partly filled already
+        elif state is OrderState.REJECTED:
+            # the fills before stand, so the order cannot be REJECTED: its remainder is cancelled
+            state, reason = OrderState.CANCELLED, f"remainder rejected by the venue: {reason or 'no reason given'}"
+        return replace(status, filled_quantity=filled, avg_fill_price=average, filled_notional=notional,
+                       state=state, reason=reason)
 
 
 @dataclass
@@ -62,6 +118,26 @@ class _Tracked:
     order: Order
     adapter: BrokerPort
     next_poll: float
+    prior: PriorFills | None = None
+
+    def venue_order(self) -> Order:
+        """The order to ask the venue about (its remainder after a re-placement)."""
+        return self.prior.venue_order(self.order) if self.prior is not None else self.order
+
+
+@dataclass(slots=True)
+class _Staged:
+    """One order's tracker state as a batch leaves it; committed once the batch is durable."""
+
+    order: Order
+    adapter: BrokerPort
+    #: cumulative commission carried by the fills emitted so far (None: unknown)
+    commission: Decimal | None
+    prior: PriorFills | None
+    #: terminal: forget the order once durable
+    done: bool
+    #: what was tracked when the batch first touched the order (None: not tracked)
+    source: _Tracked | None
 
 
 def derive_fill(
@@ -188,14 +264,32 @@ class FillTracker:
         outcome: BatchOutcome,
         *,
         venue_exec_id: str | None = None,
+        prior_fills: PriorFills | None = None,
     ) -> Order:
-        """Apply one venue status to ``order``: record fills and transitions in ``outcome``,
-        keep tracking while open. Returns the order as now known."""
+        """Apply one venue status to ``order``: record fills and transitions in ``outcome``, and
+        stage there whether (and how far) the order is tracked. The tracker's state advances
+        only when ``outcome.flush`` succeeded; observing again within the same outcome builds on
+        what is staged. Returns the order as now known.
+
+        ``prior_fills``: ``order`` was just placed again for its remainder (the venue had lost it
+        after part of it filled); ``status`` and every later status of the new venue order
+        count from zero and are added to these."""
         cid = order.client_order_id
-        fill = derive_fill(order, status, self._commission.get(cid), venue_exec_id=venue_exec_id,
-                           at=outcome.now())
+        staged = self._staged(outcome, cid)
+        known_commission: Decimal | None
+        if prior_fills is not None:
+            prior = prior_fills if prior_fills.quantity > 0 else None
+            known_commission = Decimal(0)  # the new venue order's commission counts from zero
+        elif staged is not None:
+            prior, known_commission = staged.prior, staged.commission
+        else:
+            tracked = self._open.get(cid)
+            prior, known_commission = (tracked.prior if tracked else None), self._commission.get(cid)
+        if prior is not None:
+            status = prior.order_totals(status)
+        fill = derive_fill(order, status, known_commission, venue_exec_id=venue_exec_id, at=outcome.now())
         if fill is not None:
-            self._commission[cid] = self._commission.get(cid, Decimal(0)) + fill.commission
+            known_commission = (known_commission or Decimal(0)) + fill.commission
             outcome.fills.append(fill)
             filled = order.filled_quantity + fill.quantity
             state = fill_state(filled, order.quantity)
@@ -210,15 +304,46 @@ class FillTracker:
         venue_id = status.venue_order_id or order.venue_order_id
         if venue_id != order.venue_order_id:
             order = order.model_copy(update={"venue_order_id": venue_id})
-        if order.state.is_terminal or status.state.is_terminal:
-            self.forget(cid)
+        done = order.state.is_terminal or status.state.is_terminal
+        if staged is None:
+            staged = _Staged(order, adapter, known_commission, prior, done, self._open.get(cid))
+            outcome.staged[(self, cid)] = staged
+            outcome.after_flush(partial(self._commit, staged))
         else:
-            self._track(order, adapter)
-            early = self._early.pop(cid, None)
-            if early:  # what the venue pushed before we knew the order: apply it next
-                self._pushed[:0] = early
-                self._wake.set()
+            staged.order, staged.adapter, staged.commission = order, adapter, known_commission
+            staged.prior, staged.done = prior, done
         return order
+
+    def _staged(self, outcome: BatchOutcome, client_order_id: str) -> _Staged | None:
+        staged = outcome.staged.get((self, client_order_id))
+        return staged if isinstance(staged, _Staged) else None
+
+    def _current(self, client_order_id: str, outcome: BatchOutcome) -> Order | None:
+        """The order as this round knows it: staged in ``outcome``, else tracked; None if not
+        tracked (or finished in this round)."""
+        staged = self._staged(outcome, client_order_id)
+        if staged is not None:
+            return None if staged.done else staged.order
+        tracked = self._open.get(client_order_id)
+        return tracked.order if tracked is not None else None
+
+    def _commit(self, staged: _Staged) -> None:
+        """The batch that staged this is durable: advance the tracker to it."""
+        cid = staged.order.client_order_id
+        if staged.source is not None and self._open.get(cid) is not staged.source:
+            # forgotten meanwhile (its claim was lost while the batch was written): stay out
+            log.info("order %s: no longer tracked here; its durable round changes nothing", cid)
+            return
+        if staged.done:
+            self.forget(cid)
+            return
+        self._track(staged.order, staged.adapter, staged.prior)
+        if staged.commission is not None:
+            self._commission[cid] = staged.commission
+        early = self._early.pop(cid, None)
+        if early:  # what the venue pushed before we knew the order: apply it next
+            self._pushed[:0] = early
+            self._wake.set()
 
     def _apply_venue_state(self, order: Order, status: VenueOrderStatus, outcome: BatchOutcome) -> Order:
         wanted = status.state
@@ -231,11 +356,11 @@ class FillTracker:
         return outcome.transition(order, wanted, status.reason or f"venue reports {wanted}",
                                   venue_order_id=status.venue_order_id or order.venue_order_id)
 
-    def _track(self, order: Order, adapter: BrokerPort) -> None:
+    def _track(self, order: Order, adapter: BrokerPort, prior: PriorFills | None = None) -> None:
         existing = self._open.get(order.client_order_id)
         interval = adapter.poll_interval
         next_poll = existing.next_poll if existing else self._clock.monotonic() + (interval or 0.0)
-        self._open[order.client_order_id] = _Tracked(order, adapter, next_poll)
+        self._open[order.client_order_id] = _Tracked(order, adapter, next_poll, prior)
         self._wake.set()
 
     def forget(self, client_order_id: str) -> None:
@@ -248,29 +373,38 @@ class FillTracker:
         An execution is one Fill with the venue's execution id, through the same cumulative
         watermark as a polled status, so a repeat (or one a status already covered) adds
         nothing. A fee for an execution applied in the same round rides on its fill; a fee that
-        comes later is recorded against the fill already emitted."""
+        comes later is recorded against the fill already emitted.
+
+        If the round's flush fails, its updates are queued again ahead of newer ones and the
+        error is raised: the tracker has not advanced, so the next round applies them anew."""
         if not self._pushed:
             return 0
         pushed, self._pushed = self._pushed, []
         outcome = BatchOutcome(self._clock)
         in_round: dict[str, int] = {}  # venue exec id -> index of its fill in outcome.fills
-        for venue, update in pushed:
+        held: set[int] = set()  # positions in ``pushed`` of updates held for untracked orders
+        for position, (venue, update) in enumerate(pushed):
             if isinstance(update, VenueFee):
                 self._apply_fee(venue, update, outcome, in_round)
                 continue
-            tracked = self._open.get(update.client_order_id)
-            if tracked is None:
+            order = self._current(update.client_order_id, outcome)
+            if order is None:
                 self._hold_early(venue, update)
+                held.add(position)
                 continue
             if isinstance(update, VenueExecution):
                 before = len(outcome.fills)
-                self.observe(tracked.order, update.as_status(), venue, outcome, venue_exec_id=update.exec_id)
+                self.observe(order, update.as_status(), venue, outcome, venue_exec_id=update.exec_id)
                 if len(outcome.fills) > before:
                     in_round[update.exec_id] = before
-                self._remember_execution(update.exec_id, tracked.order.broker)
+                self._remember_execution(update.exec_id, order.broker)
             else:
-                self.observe(tracked.order, update, venue, outcome)
-        await outcome.flush(self._store, self._sink)
+                self.observe(order, update, venue, outcome)
+        try:
+            await outcome.flush(self._store, self._sink)
+        except Exception:
+            self._pushed[:0] = [item for position, item in enumerate(pushed) if position not in held]
+            raise
         return len(pushed)
 
     def _apply_fee(self, venue: BrokerPort, fee: VenueFee, outcome: BatchOutcome, in_round: dict[str, int]) -> None:
@@ -279,8 +413,9 @@ class FillTracker:
             fill = outcome.fills[index]
             outcome.fills[index] = fill.model_copy(update={
                 "commission": fee.commission, "commission_asset": fee.commission_asset or fill.commission_asset})
-            self._commission[fill.client_order_id] = self._commission.get(fill.client_order_id, Decimal(0)) \
-                + fee.commission
+            staged = self._staged(outcome, fill.client_order_id)  # staged by the fill's own observe
+            if staged is not None:
+                staged.commission = (staged.commission or Decimal(0)) + fee.commission
             return
         broker = self._executions.get(fee.exec_id, venue.name)
         outcome.fees.append(FillFee(broker, f"{broker}-{fee.exec_id}", fee.commission, fee.commission_asset))
@@ -304,7 +439,8 @@ class FillTracker:
 
         Where several orders of one symbol are due at a venue that can list its open orders,
         one listing shows which of them did not change, and only the others are queried one by
-        one: a thousand resting limits cost a call per symbol, not a thousand calls."""
+        one: a thousand resting limits cost a call per symbol, not a thousand calls. A failed
+        flush raises and leaves every order as it was: the next poll derives the same fills."""
         now = self._clock.monotonic()
         due = [t for t in self._open.values()
                if t.adapter.poll_interval is not None and t.next_poll <= now]
@@ -340,13 +476,15 @@ class FillTracker:
                 continue
             for tracked in group:
                 seen = listing.get(tracked.order.client_order_id)
+                if seen is not None and tracked.prior is not None:
+                    seen = tracked.prior.order_totals(seen)
                 if seen is not None and seen.filled_quantity == tracked.order.filled_quantity:
                     unchanged.add(tracked.order.client_order_id)
         return unchanged
 
     async def _query(self, tracked: _Tracked) -> VenueOrderStatus | None:
         try:
-            return await tracked.adapter.query(tracked.order)
+            return await tracked.adapter.query(tracked.venue_order())
         except BrokerError as exc:
             log.warning("poll of %s at %s failed: %s", tracked.order.client_order_id,
                         tracked.adapter.name, exc)
@@ -354,7 +492,9 @@ class FillTracker:
 
     async def run(self, tick: float = 0.05) -> None:
         """The tracker's task for the executor's lifetime: applies pushed updates as they come
-        and polls what is due; sleeps while nothing is pushed and nothing polls."""
+        and polls what is due; sleeps while nothing is pushed and nothing polls. A failed round
+        (database or topic down) is retried with a growing pause, not in a busy loop."""
+        failures = 0
         while True:
             polling = any(t.adapter.poll_interval is not None for t in self._open.values())
             if not self._pushed:
@@ -367,8 +507,11 @@ class FillTracker:
             try:
                 await self.apply_pushed()
                 await self.poll_due()
+                failures = 0
             except Exception:
-                log.exception("fill tracker round failed; continuing")
+                failures += 1
+                log.exception("fill tracker round failed; nothing advanced, retrying (%d)", failures)
+                await asyncio.sleep(min(ROUND_RETRY_CAP, ROUND_RETRY_BASE * 2 ** min(failures - 1, 16)))
 
 
 def _allowed(order: Order) -> frozenset[OrderState]:

@@ -4,10 +4,18 @@ State changes are made durable first (the database is the source of truth for re
 then fills and order events go to their topics. Collecting them lets one batch of orders cost
 one database round trip and one produce call per topic, not one per order. Every timestamp it
 puts on an order or event comes from the pipeline's clock (execution/clock.py).
+
+In-memory state that depends on these writes (the FillTracker's watermarks: "fills up to 0.8
+are emitted") must not run ahead of them: a watermark advanced before a failed flush would never
+derive the lost fill again. So such state is *staged* here while the batch is worked out
+(``staged``, readable within the batch) and committed by callbacks that ``flush`` runs only once
+every write succeeded (``after_flush``). A failed flush raises and commits nothing: the next
+round derives the same fills again, which every consumer recognises (exec id, cumulative watermark).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -23,6 +31,13 @@ class BatchOutcome:
     fills: list[Fill] = field(default_factory=list)
     events: list[OrderEvent] = field(default_factory=list)
     fees: list[FillFee] = field(default_factory=list)
+    #: orders this batch could not settle (venue unreachable, placement outcome unknown, claim
+    #: not confirmed fresh): whoever resolves orders asks about them again
+    unresolved: set[str] = field(default_factory=set)
+    #: state worked out for this batch, not yet committed (key: owner's choice, e.g. (tracker, id))
+    staged: dict[Hashable, object] = field(default_factory=dict)
+    #: what commits ``staged`` state, run in order once the flush succeeded
+    commits: list[Callable[[], None]] = field(default_factory=list)
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -44,7 +59,13 @@ class BatchOutcome:
         noted = order.model_copy(update={"reason": reason, "updated_at": self.now()})
         self.events.append(OrderEvent.of(noted, order.state))
 
+    def after_flush(self, commit: Callable[[], None]) -> None:
+        """Run ``commit`` once everything recorded here is durable; never if the flush fails."""
+        self.commits.append(commit)
+
     async def flush(self, store: OrderStore, sink: ExecutionEvents) -> None:
+        """Write everything recorded, then commit the staged state. Raises (committing nothing,
+        keeping everything recorded) if any write fails."""
         if self.transitions:
             await store.save_transitions(self.transitions)
         if self.fees:
@@ -53,4 +74,8 @@ class BatchOutcome:
             await sink.fills(self.fills)
         if self.events:
             await sink.order_events(self.events)
+        commits = self.commits
         self.transitions, self.fills, self.events, self.fees = [], [], [], []
+        self.staged, self.commits = {}, []
+        for commit in commits:
+            commit()

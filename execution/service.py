@@ -12,6 +12,16 @@ claim holder places, resumes or tracks an order. The owner renews its claims whi
 them (``renew``), and a periodic ``sweep`` takes over only orders whose claim expired (their
 owner died or was scaled in), including orders this executor's topic rerouted to paper. A worker
 that cannot renew (database unreachable, process paused) stops placing before its lease runs out.
+
+Durable before advancing: what a batch changes in memory (the tracker's watermarks, the set of
+unresolved orders) advances only once the batch's outcome is flushed. A batch whose flush fails
+raises and is retried (agents/batches.py ``process_batch``); the tracker has not taken its orders
+on, so the retry asks the venue again and derives the same fills.
+
+Re-placement: an order the venue lost after part of it had filled (paper after a restart) is
+placed again for its remainder only, under the same client order id; the tracker adds the fills
+from before (``PriorFills``). A placement the state machine cannot record (a partly filled order
+cannot become REJECTED) costs that order, visibly, never the batch or the executor.
 """
 
 from __future__ import annotations
@@ -19,12 +29,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from execution.clock import SYSTEM_CLOCK, Clock
-from execution.fill_tracker import FillTracker
+from execution.fill_tracker import FillTracker, PriorFills
 from execution.outcome import BatchOutcome
 from execution.ports import (
     BrokerError,
@@ -37,10 +47,12 @@ from execution.ports import (
     VenueOrderStatus,
 )
 from execution.risk import PreTradeLimits
-from schemas import Broker, Order, OrderRequest, OrderState
+from schemas import ALLOWED_TRANSITIONS, Broker, IllegalTransition, Order, OrderRequest, OrderState
 
 log = logging.getLogger(__name__)
 
+#: remainder re-placements remembered (client order id -> fills before it) for a retried batch
+REMEMBERED_REMAINDERS = 10_000
 
 _UNREACHABLE = object()
 
@@ -48,6 +60,29 @@ _UNREACHABLE = object()
 def _explain(order: Order, reason: str) -> str:
     """A final reason that keeps the reroute that led there (why this order was on paper at all)."""
     return f"{reason} (after reroute from {order.rerouted_from}: {order.reason})" if order.rerouted_from else reason
+
+
+def _end(outcome: BatchOutcome, order: Order, wanted: OrderState, reason: str, **changes: object) -> Order:
+    """Move ``order`` to the terminal ``wanted`` if the state machine allows it. A partly filled
+    order cannot be REJECTED (its fills stand): its remainder is CANCELLED with the reason.
+    Where no terminal state is allowed, the reason goes to the audit topic as a note."""
+    allowed = ALLOWED_TRANSITIONS[order.state]
+    if wanted in allowed:
+        return outcome.transition(order, wanted, reason, **changes)
+    if OrderState.CANCELLED in allowed:
+        return outcome.transition(order, OrderState.CANCELLED,
+                                  f"remainder of {order.remaining} not placed: {reason}", **changes)
+    outcome.note(order, f"{reason} (order stays {order.state})")
+    return order
+
+
+def _whole(placed: Order, order: Order) -> Order:
+    """The order as placed (rerouted, perhaps), with ``order``'s full quantity and fills again
+    after only its remainder went to the venue."""
+    if placed.quantity == order.quantity and placed.filled_quantity == order.filled_quantity:
+        return placed
+    return placed.model_copy(update={"quantity": order.quantity, "filled_quantity": order.filled_quantity,
+                                     "avg_fill_price": order.avg_fill_price})
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +126,9 @@ class ExecutionService:
         self._inflight: set[str] = set()
         #: orders whose venue could not be asked (down) on redelivery/reconcile: retried later
         self.unresolved: set[str] = set()
+        #: orders this process placed again for their remainder, with the fills from before: if
+        #: that batch's flush fails, the retry reads the venue's answer as the remainder's too
+        self._remainders: OrderedDict[str, PriorFills] = OrderedDict()
 
     async def handle(self, requests: Sequence[OrderRequest]) -> list[Order]:
         """Run steps 1-4 for a batch; returns each order as it stands after placement."""
@@ -165,15 +203,28 @@ class ExecutionService:
         return self.clock.monotonic() < self._lease_valid_until - self.lease_seconds / 3
 
     async def retry_unresolved(self) -> ReconcileReport | None:
-        """Ask again about orders whose venue was unreachable when they were last looked at."""
+        """Ask again about orders whose venue was unreachable (or whose placement outcome was
+        unknown) when they were last looked at.
+
+        An order leaves ``unresolved`` only once it is settled and that is durable: a failed
+        read or flush raises with every order still there, asked about again next round."""
         if not self.unresolved:
             return None
-        ids = sorted(self.unresolved)
-        self.unresolved.clear()  # whatever is still unreachable is added back by _resume
-        orders = await self.store.get_orders(ids)
-        return await self._reconcile(list(orders.values()))
+        asked = set(self.unresolved)
+        orders = await self.store.get_orders(sorted(asked))
+        report, settled = await self._reconcile_round(list(orders.values()))
+        # settled, or gone from the database (nothing left to ask about)
+        self.unresolved -= settled | (asked - orders.keys())
+        return report
 
     async def _reconcile(self, orders: Sequence[Order]) -> ReconcileReport:
+        report, _ = await self._reconcile_round(orders)
+        return report
+
+    async def _reconcile_round(self, orders: Sequence[Order]) -> tuple[ReconcileReport, set[str]]:
+        """Resume ``orders`` (those not in flight here) and place the ones no venue has seen;
+        return the report and the ids settled (the venue answered, or they are terminal or
+        tracked). If the flush fails, every order of the round is left to the resolver."""
         orders = [o for o in orders if o.client_order_id not in self._inflight]
         ids = {o.client_order_id for o in orders}
         self._inflight |= ids  # a redelivered copy arriving meanwhile must not work them too
@@ -181,12 +232,16 @@ class ExecutionService:
             outcome = BatchOutcome(self.clock)
             replace = await self._resume([o.client_order_id for o in orders], outcome, known=orders)
             await self._place_all(replace, outcome)
-            await outcome.flush(self.store, self.sink)
+            try:
+                await outcome.flush(self.store, self.sink)
+            except Exception:
+                self.unresolved |= ids  # asked about again soon, claims renewed meanwhile
+                raise
         finally:
             self._inflight -= ids
         report = ReconcileReport(len(orders), len(orders) - len(replace), len(replace))
         log.info("reconcile %s: %s", self.broker.name, report)
-        return report
+        return report, ids - outcome.unresolved
 
     async def _resume(
         self, ids: Sequence[str], outcome: BatchOutcome, known: Sequence[Order] | None = None
@@ -204,12 +259,14 @@ class ExecutionService:
             if status is _UNREACHABLE:
                 # Placing now could duplicate an order the venue already holds: wait and ask again.
                 self.unresolved.add(order.client_order_id)
+                outcome.unresolved.add(order.client_order_id)
                 outcome.note(order, f"{order.broker} unreachable while resuming; not re-placed, will ask again")
             elif status is None:
                 never_seen.append(order)
             else:
                 assert isinstance(status, VenueOrderStatus)
-                self.tracker.observe(order, status, self.broker.adapter_for(order.broker), outcome)
+                self.tracker.observe(order, status, self.broker.adapter_for(order.broker), outcome,
+                                     prior_fills=self._remainders.get(order.client_order_id))
         if len(existing) != len(candidates):
             log.info("%d redelivered order(s) already terminal or tracked; not placed again",
                      len(existing) - len(candidates))
@@ -234,48 +291,76 @@ class ExecutionService:
             by_symbol[order.symbol].append(order)
 
         async def place_symbol(group: list[Order]) -> list[Order]:
-            return [await self._place_one(o, gateway, reason, outcome) for o in group]
+            return [await self._place_contained(o, gateway, reason, outcome) for o in group]
 
         groups = await asyncio.gather(*(place_symbol(g) for g in by_symbol.values()))
         return [o for group in groups for o in group]
+
+    def _remember_remainder(self, client_order_id: str, prior: PriorFills) -> None:
+        self._remainders[client_order_id] = prior
+        self._remainders.move_to_end(client_order_id)
+        while len(self._remainders) > REMEMBERED_REMAINDERS:
+            self._remainders.popitem(last=False)
+
+    async def _place_contained(
+        self, order: Order, gateway: BrokerPort, reason: str, outcome: BatchOutcome
+    ) -> Order:
+        """``_place_one``, where an order the state machine cannot record costs that order
+        (visibly, with the reason), never the batch or the executor."""
+        try:
+            return await self._place_one(order, gateway, reason, outcome)
+        except IllegalTransition as exc:
+            log.error("order %s: %s; left as it is", order.client_order_id, exc)
+            outcome.note(order, f"placement not recorded: {exc}")
+            return order
 
     async def _place_one(
         self, order: Order, gateway: BrokerPort, reason: str, outcome: BatchOutcome
     ) -> Order:
         violation = self.limits.violation(order)
         if violation is not None:
-            return outcome.transition(order, OrderState.REJECTED, f"pre-trade limit: {violation}")
+            return _end(outcome, order, OrderState.REJECTED, f"pre-trade limit: {violation}")
         if order.state is OrderState.PENDING and self.max_age_seconds is not None:
             age = (outcome.now() - order.ts).total_seconds()
             if age > self.max_age_seconds:
                 return outcome.transition(order, OrderState.EXPIRED,
                                           f"signal is {age:.0f}s old (ORDER_MAX_AGE={self.max_age_seconds:.0f}s); "
                                           "not placed late")
+        # A venue that lost a partly filled order gets only the remainder (same client order id).
+        prior = PriorFills(order.filled_quantity, order.avg_fill_price) if order.filled_quantity > 0 else None
+        if prior is not None and order.remaining <= 0:
+            outcome.note(order, f"{order.broker} lost the order after it filled in full; nothing to place again")
+            return order
         if not self._may_place():
             # Our claims are not confirmed fresh (database unreachable, or this process was
             # paused): placing now could race an executor taking them over. Leave it PENDING;
             # whoever holds its claim once leases are settled places it.
+            outcome.unresolved.add(order.client_order_id)
             outcome.note(order, f"{self.executor}: claim not confirmed fresh; not placed now")
             return order
+        to_venue = prior.venue_order(order) if prior is not None else order
         try:
-            placement = await self.broker.place(order, gateway, reason)          # step 4
+            placement = await self.broker.place(to_venue, gateway, reason)       # step 4
         except OrderRejected as exc:
-            rejected = exc.order or order  # the rerouted order, when paper refused it
-            return outcome.transition(rejected, OrderState.REJECTED, _explain(rejected, f"{rejected.broker}: {exc}"))
+            rejected = _whole(exc.order or to_venue, order)  # the rerouted order, when paper refused it
+            return _end(outcome, rejected, OrderState.REJECTED, _explain(rejected, f"{rejected.broker}: {exc}"))
         except PlacementUnknown as exc:
             # It may be working at the venue: keep it there (PENDING), ask again until it can tell.
             self.unresolved.add(order.client_order_id)
+            outcome.unresolved.add(order.client_order_id)
             outcome.note(order, f"{order.broker}: placement outcome unknown ({exc}); reconciling")
             return order
         except Exception as exc:
             # An adapter bug must cost one order (visibly), not the executor.
             log.exception("placing %s failed unexpectedly", order.client_order_id)
-            return outcome.transition(order, OrderState.REJECTED, f"{order.broker} error: {exc!r}")
-        placed, status = placement.order, placement.status
+            return _end(outcome, order, OrderState.REJECTED, f"{order.broker} error: {exc!r}")
+        placed, status = _whole(placement.order, order), placement.status
+        if prior is not None:  # the venue holds the remainder now, whatever this batch's fate
+            self._remember_remainder(order.client_order_id, prior)
         if status.state in (OrderState.REJECTED, OrderState.CANCELLED, OrderState.EXPIRED) \
                 and status.filled_quantity == 0:
-            return outcome.transition(placed, status.state, _explain(placed, status.reason or f"venue: {status.state}"),
-                                      venue_order_id=status.venue_order_id)
+            return _end(outcome, placed, status.state, _explain(placed, status.reason or f"venue: {status.state}"),
+                        venue_order_id=status.venue_order_id)
         if placed.state is OrderState.PENDING:
             submitted = outcome.transition(placed, OrderState.SUBMITTED, placed.reason,
                                            venue_order_id=status.venue_order_id)
@@ -285,4 +370,7 @@ class ExecutionService:
             submitted = placed.model_copy(update={
                 "venue_order_id": status.venue_order_id or placed.venue_order_id, "updated_at": outcome.now()})
             outcome.record(submitted, placed.state, persist=True)
-        return self.tracker.observe(submitted, status, placement.adapter, outcome)
+            if prior is not None:
+                outcome.note(submitted, f"{placement.adapter.name} had lost the order after {prior.quantity} "
+                                        f"filled; placed again for the remaining {to_venue.quantity}")
+        return self.tracker.observe(submitted, status, placement.adapter, outcome, prior_fills=prior)

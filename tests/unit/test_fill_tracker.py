@@ -121,22 +121,36 @@ def tracker(store: InMemoryOrderStore, sink: RecordingEvents, clock: FakeClock) 
     return FillTracker(store, sink, clock=clock)
 
 
-async def test_observe_tracks_open_orders_and_drops_terminal_ones(tracker: FillTracker) -> None:
+async def start_tracking(tracker: FillTracker, order: Order, status: VenueOrderStatus, venue: ScriptedBroker,
+                         store: InMemoryOrderStore, sink: RecordingEvents) -> None:
+    """Observe ``order``'s first status and flush it: the tracker takes an order on once durable."""
+    outcome = BatchOutcome()
+    tracker.observe(order, status, venue, outcome)
+    await outcome.flush(store, sink)
+
+
+async def test_observe_tracks_open_orders_and_drops_terminal_ones(
+    tracker: FillTracker, store: InMemoryOrderStore, sink: RecordingEvents
+) -> None:
     venue = ScriptedBroker()
     order = submitted()
     outcome = BatchOutcome()
     now = tracker.observe(order, venue_status(order, OrderState.SUBMITTED), venue, outcome)
-    assert tracker.is_tracking(order.client_order_id) and tracker.open_count == 1
+    assert not tracker.is_tracking(order.client_order_id)  # staged until the outcome is durable
     assert outcome.fills == [] and outcome.transitions == []
+    await outcome.flush(store, sink)
+    assert tracker.is_tracking(order.client_order_id) and tracker.open_count == 1
     done = tracker.observe(now, venue_status(order, OrderState.FILLED, filled="1", avg="100"), venue, outcome)
     assert done.state is OrderState.FILLED
     assert (done.filled_quantity, done.avg_fill_price) == (D("1"), D("100"))
-    assert not tracker.is_tracking(order.client_order_id)
     assert [f.quantity for f in outcome.fills] == [D("1")]
     # the FILLED state goes to the audit topic only; the fills writer persists it
     assert outcome.transitions == []
     assert [(e.previous_state, e.state) for e in outcome.events] == [
         (OrderState.SUBMITTED, OrderState.FILLED)]
+    assert tracker.is_tracking(order.client_order_id)
+    await outcome.flush(store, sink)
+    assert not tracker.is_tracking(order.client_order_id)
 
 
 async def test_polling_emits_fills_and_stops_at_terminal_state(
@@ -151,7 +165,7 @@ async def test_polling_emits_fills_and_stops_at_terminal_state(
         venue_status(order, OrderState.PARTIALLY_FILLED, filled="0.3", avg="100", venue_id="V-1"),
         venue_status(order, OrderState.FILLED, filled="1.0", avg="101", venue_id="V-1"),
     )
-    tracker.observe(order, venue_status(order, OrderState.SUBMITTED, venue_id="V-1"), venue, BatchOutcome())
+    await start_tracking(tracker, order, venue_status(order, OrderState.SUBMITTED, venue_id="V-1"), venue, store, sink)
 
     assert await tracker.poll_due() == 0  # not due before the interval
     clock.advance(2.9)
@@ -195,7 +209,7 @@ async def test_cancel_after_partial_fill_persists_cancelled(
         venue_status(order, OrderState.CANCELLED, filled="0.5", avg="10", venue_id="V-1",
                      reason="canceled by user"),
     )
-    tracker.observe(order, venue_status(order, OrderState.SUBMITTED, venue_id="V-1"), venue, BatchOutcome())
+    await start_tracking(tracker, order, venue_status(order, OrderState.SUBMITTED, venue_id="V-1"), venue, store, sink)
     clock.advance(1)
     await tracker.poll_due()
     clock.advance(1)
@@ -240,13 +254,13 @@ async def test_venue_state_that_the_machine_forbids_is_ignored(tracker: FillTrac
 
 
 async def test_query_error_keeps_tracking(
-    tracker: FillTracker, sink: RecordingEvents, clock: FakeClock
+    tracker: FillTracker, store: InMemoryOrderStore, sink: RecordingEvents, clock: FakeClock
 ) -> None:
     venue = ScriptedBroker(poll_interval=1.0)
     order = submitted()
     venue.on_query(order, BrokerUnavailable("timeout"),
                    venue_status(order, OrderState.FILLED, filled="1", avg="5"))
-    tracker.observe(order, venue_status(order, OrderState.SUBMITTED), venue, BatchOutcome())
+    await start_tracking(tracker, order, venue_status(order, OrderState.SUBMITTED), venue, store, sink)
     clock.advance(1)
     assert await tracker.poll_due() == 1
     assert sink.emitted_fills == [] and tracker.is_tracking(order.client_order_id)
@@ -256,10 +270,12 @@ async def test_query_error_keeps_tracking(
     assert not tracker.is_tracking(order.client_order_id)
 
 
-async def test_push_only_venues_are_never_polled(tracker: FillTracker, clock: FakeClock) -> None:
+async def test_push_only_venues_are_never_polled(
+    tracker: FillTracker, store: InMemoryOrderStore, sink: RecordingEvents, clock: FakeClock
+) -> None:
     venue = ScriptedBroker(Broker.IBKR, poll_interval=None)
     order = submitted(broker=Broker.IBKR)
-    tracker.observe(order, venue_status(order, OrderState.SUBMITTED), venue, BatchOutcome())
+    await start_tracking(tracker, order, venue_status(order, OrderState.SUBMITTED), venue, store, sink)
     clock.advance(10_000)
     assert await tracker.poll_due() == 0
     assert venue.queried == [] and tracker.is_tracking(order.client_order_id)
@@ -299,13 +315,13 @@ class ListingBroker(ScriptedBroker):
 
 
 async def test_a_listing_spares_queries_for_unchanged_orders_and_failing_falls_back(
-    tracker: FillTracker, clock: FakeClock
+    tracker: FillTracker, store: InMemoryOrderStore, sink: RecordingEvents, clock: FakeClock
 ) -> None:
     venue = ListingBroker(poll_interval=1.0)
     orders = [submitted(signal_id=f"rest-{i}") for i in range(4)]
     for order in orders:
         venue.known[order.client_order_id] = venue_status(order, OrderState.SUBMITTED, venue_id=order.signal_id)
-        tracker.observe(order, venue.known[order.client_order_id], venue, BatchOutcome())
+        await start_tracking(tracker, order, venue.known[order.client_order_id], venue, store, sink)
     clock.advance(1)
     assert await tracker.poll_due() == 4
     assert (venue.listings, len(venue.queried)) == (1, 0)  # all unchanged: no individual query

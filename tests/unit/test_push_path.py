@@ -50,17 +50,19 @@ class FeeStore:
         self.fees.extend(fees)
 
 
-def _rig(clock: FakeClock | None = None) -> tuple[FillTracker, PushingVenue, RecordingEvents, FeeStore, Order]:
+async def _rig(clock: FakeClock | None = None) -> tuple[FillTracker, PushingVenue, RecordingEvents, FeeStore, Order]:
     store, sink, venue = FeeStore(), RecordingEvents(), PushingVenue()
     tracker = FillTracker(store, sink, clock=clock or FakeClock())  # type: ignore[arg-type]
     tracker.listen_to(venue)
     order = make_order(broker=Broker.IBKR, symbol="SPY", quantity=D("10"), state=OrderState.SUBMITTED)
-    tracker.observe(order, venue_status(order, OrderState.SUBMITTED), venue, BatchOutcome(FakeClock()))
+    outcome = BatchOutcome(FakeClock())
+    tracker.observe(order, venue_status(order, OrderState.SUBMITTED), venue, outcome)
+    await outcome.flush(store, sink)  # type: ignore[arg-type]  # the tracker takes it on once durable
     return tracker, venue, sink, store, order
 
 
 async def test_executions_become_one_fill_each_with_the_venue_exec_id() -> None:
-    tracker, venue, sink, _, order = _rig()
+    tracker, venue, sink, _, order = await _rig()
     cid = order.client_order_id
     venue.execution(cid, "0001.01", cum="4", avg="100")
     venue.execution(cid, "0001.02", cum="10", avg="101.2")
@@ -73,7 +75,7 @@ async def test_executions_become_one_fill_each_with_the_venue_exec_id() -> None:
 
 
 async def test_a_repeated_execution_or_one_a_status_covered_adds_nothing() -> None:
-    tracker, venue, sink, _, order = _rig()
+    tracker, venue, sink, _, order = await _rig()
     cid = order.client_order_id
     venue.status(venue_status(order, OrderState.PARTIALLY_FILLED, filled="4", avg="100"))
     venue.execution(cid, "0001.01", cum="4", avg="100")   # the status already covered it
@@ -88,7 +90,7 @@ async def test_a_repeated_execution_or_one_a_status_covered_adds_nothing() -> No
 
 
 async def test_a_fee_in_the_same_round_rides_on_its_fill_a_later_one_is_recorded_once() -> None:
-    tracker, venue, sink, store, order = _rig()
+    tracker, venue, sink, store, order = await _rig()
     cid = order.client_order_id
     venue.execution(cid, "0001.01", cum="4", avg="100")
     venue.fee("0001.01", "1.25")
@@ -114,7 +116,9 @@ async def test_updates_pushed_before_the_order_is_tracked_are_applied_once_it_is
     venue.execution(order.client_order_id, "0002.01", cum="2", avg="50")  # before place() returned
     await tracker.apply_pushed()
     assert sink.emitted_fills == []
-    tracker.observe(order, venue_status(order, OrderState.SUBMITTED), venue, BatchOutcome(FakeClock()))
+    outcome = BatchOutcome(FakeClock())
+    tracker.observe(order, venue_status(order, OrderState.SUBMITTED), venue, outcome)
+    await outcome.flush(store, sink)  # type: ignore[arg-type]
     await tracker.apply_pushed()
     assert [(f.exec_id, f.quantity) for f in sink.emitted_fills] == [("ibkr-0002.01", D("2"))]
     assert not tracker.is_tracking(order.client_order_id)
@@ -123,7 +127,7 @@ async def test_updates_pushed_before_the_order_is_tracked_are_applied_once_it_is
 async def test_fill_and_event_times_come_from_the_injected_clock() -> None:
     clock = FakeClock()
     clock.advance(3600)
-    tracker, venue, sink, _, order = _rig(clock)
+    tracker, venue, sink, _, order = await _rig(clock)
     venue.execution(order.client_order_id, "0003.01", cum="10", avg="10")
     await tracker.apply_pushed()
     assert {f.ts for f in sink.emitted_fills} == {clock.now()}
