@@ -45,6 +45,22 @@ class PlacementUnknown(BrokerUnavailable):
     where it is and asks the venue again (``query`` by client order id) until it can tell."""
 
 
+class PlacementDeferred(BrokerError):
+    """The venue cannot take the order now and its policy forbids sending it elsewhere (IBKR's
+    ``IBKR_DISCONNECTED_POLICY=hold`` while the gateway restarts). The order stays PENDING with
+    the reason, and the core offers it again later; ORDER_MAX_AGE still applies then."""
+
+
+@runtime_checkable
+class UnavailablePolicy(Protocol):
+    """Optional venue capability: what a new order does while the venue is unavailable.
+
+    ``paper`` (the default rule of every venue: reroute with the reason), ``hold`` (keep it
+    PENDING, place it when the venue is back) or ``reject``. Venues without it always use paper."""
+
+    def when_unavailable(self, order: Order) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Quote:
     symbol: str

@@ -43,6 +43,7 @@ from execution.ports import (
     ExecutionEvents,
     OrderRejected,
     OrderStore,
+    PlacementDeferred,
     PlacementUnknown,
     VenueOrderStatus,
 )
@@ -344,6 +345,15 @@ class ExecutionService:
         except OrderRejected as exc:
             rejected = _whole(exc.order or to_venue, order)  # the rerouted order, when paper refused it
             return _end(outcome, rejected, OrderState.REJECTED, _explain(rejected, f"{rejected.broker}: {exc}"))
+        except PlacementDeferred as exc:
+            # The venue is down and its policy holds the order (IBKR_DISCONNECTED_POLICY=hold):
+            # PENDING with the reason, offered again by the resolver; ORDER_MAX_AGE still applies.
+            self.unresolved.add(order.client_order_id)
+            outcome.unresolved.add(order.client_order_id)
+            held = order.model_copy(update={"reason": f"{order.broker}: held, not placed now ({exc})",
+                                            "updated_at": outcome.now()})
+            outcome.record(held, order.state, persist=True)  # the reason shows on the order itself
+            return held
         except PlacementUnknown as exc:
             # It may be working at the venue: keep it there (PENDING), ask again until it can tell.
             self.unresolved.add(order.client_order_id)

@@ -37,7 +37,7 @@ from execution.fill_tracker import FillTracker
 from execution.ports import BrokerPort, ExecutionEvents, FillPublisher, FillStore, MarketDataPort, OrderStore
 from execution.prices import QuotesByAssetClass
 from execution.risk import PreTradeLimits
-from execution.router import BrokerRouter
+from execution.router import ROUTING_TABLE, BrokerRouter
 from execution.service import ExecutionService
 from schemas import AssetClass, Broker
 from streams.settings import Settings
@@ -132,7 +132,8 @@ class Bootstrap:
     # -- what the agents are handed ----------------------------------------------------------
 
     def router(self) -> BrokerRouter:
-        return BrokerRouter(self.live_brokers(), force_paper=self.settings.force_paper_trading, clock=self.clock)
+        return BrokerRouter(self.live_brokers(), force_paper=self.settings.force_paper_trading, clock=self.clock,
+                            secondary=self.secondary_routes())
 
     def executor(self, broker: Broker) -> ExecutorParts:
         async def service(sink: ExecutionEvents) -> ExecutionService:
@@ -149,6 +150,11 @@ class Bootstrap:
     def live_brokers(self) -> set[Broker]:
         """Venues this deployment has enabled (static, no I/O)."""
         return set(self._enabled)
+
+    def secondary_routes(self) -> dict[AssetClass, Broker]:
+        """Asset class -> the enabled venue that is its secondary live route (static, no I/O)."""
+        return {asset_class: broker for broker, (plugin, settings) in self._enabled.items()
+                for asset_class in plugin.secondary_for(settings)}
 
     def plugins(self) -> Sequence[VenuePlugin[Any]]:
         return [plugin for plugin, _ in self._enabled.values()]
@@ -205,12 +211,15 @@ class Bootstrap:
         )
         self.breakers[broker] = breaker
         live = venues.live.get(broker)
+        secondary = self._secondary_venue(broker, venues)
         composite = CompositeBrokerAdapter(
-            live, paper, breaker, force_paper=self.settings.force_paper_trading, clock=self.clock
+            live, paper, breaker, force_paper=self.settings.force_paper_trading, clock=self.clock,
+            secondary=secondary,
         )
         tracker = FillTracker(store, sink, clock=self.clock)
-        if live is not None:
-            tracker.listen_to(live)
+        for venue in (live, secondary):
+            if venue is not None:
+                tracker.listen_to(venue)
         service = ExecutionService(
             broker=composite,
             store=store,
@@ -225,6 +234,14 @@ class Bootstrap:
         )
         self._services[broker] = service
         return service
+
+    def _secondary_venue(self, broker: Broker, venues: VenueSet) -> BrokerPort | None:
+        """The secondary live venue of the asset classes this executor's topic carries, if any."""
+        classes = {ac for ac, primary in ROUTING_TABLE.items() if primary == broker}
+        for asset_class, second in self.secondary_routes().items():
+            if asset_class in classes and second != broker and second in venues.live:
+                return venues.live[second]
+        return None
 
     async def close(self) -> None:
         while self._closers:
