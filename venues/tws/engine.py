@@ -29,6 +29,7 @@ What it does, as IB does:
 from __future__ import annotations
 
 import itertools
+import random
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -155,6 +156,7 @@ class TwsEngine:
         spread_ticks: int = 1,
         starting_cash: Decimal = Decimal(1_000_000),
         first_order_id: int = 1,
+        first_perm_id: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if partial_fill_steps < 1:
@@ -182,9 +184,13 @@ class TwsEngine:
         self.orders: dict[tuple[int, int], Order] = {}
         self.executions: list[Execution] = []
         self._max_order_id: dict[int, int] = {}
-        self._perm_ids = itertools.count(1_700_000_001)
+        # permIds and execIds differ between simulator instances (a test database outlives one
+        # simulator); ``first_perm_id`` makes them reproducible
+        rng = random.Random(first_perm_id) if first_perm_id is not None else random.SystemRandom()
+        start = first_perm_id if first_perm_id is not None else rng.randrange(100_000_000, 1_900_000_000)
+        self._perm_ids = itertools.count(start)
         self._exec_seq: dict[str, itertools.count[int]] = {}
-        self._stamp = int(self._clock()) & 0xFFFFFFFF
+        self._stamp = rng.getrandbits(32)
         self._listeners: list[Listener] = []
 
     # -- plumbing --------------------------------------------------------------------------------
@@ -447,9 +453,14 @@ class TwsEngine:
                     self._cancel(child, "Parent Cancelled")
 
     def _slice(self, order: Order) -> Decimal:
+        """The next of ``partial_fill_steps`` executions: slice k brings the filled quantity to k/N
+        of the order (on its size increment), the last one takes the rest."""
+        steps, done = self.partial_fill_steps, len(order.executions)
+        if done >= steps - 1:
+            return order.remaining
         step = order.instrument.size_increment
-        chunk = max(step, floor_to(order.total_quantity / self.partial_fill_steps, step))
-        return order.remaining if order.remaining - chunk < chunk else chunk
+        target = floor_to(order.total_quantity * (done + 1) / steps, step)
+        return min(order.remaining, max(step, target - order.filled))
 
     def _execute(self, order: Order, qty: Decimal, price: Decimal, *, liquidity: int) -> None:
         """Book one fill of ``order`` and everything that follows from it."""

@@ -131,6 +131,7 @@ class TwsSimulator:
         spread_ticks: int = 1,
         starting_cash: Decimal = Decimal(1_000_000),
         master_client_id: int | None = None,
+        first_perm_id: int | None = None,
         faults: Faults | None = None,
         tick_interval: float | None = 0.25,
         farm_notices: bool = True,
@@ -140,7 +141,7 @@ class TwsSimulator:
         self.engine = engine or TwsEngine(
             instruments=instruments, accounts=accounts, price_path=price_path,
             partial_fill_steps=partial_fill_steps, spread_ticks=spread_ticks, starting_cash=starting_cash,
-            clock=clock,
+            first_perm_id=first_perm_id, clock=clock,
         )
         self.faults = faults or Faults()
         self.stats = SimStats()
