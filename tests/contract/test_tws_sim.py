@@ -472,6 +472,17 @@ async def test_lost_acknowledgement_the_order_works_and_its_fills_are_reported(t
     assert [f.execution.orderRef for f in trade.fills] == ["sig-lost-1"]
 
 
+async def test_a_dropped_placement_closes_the_connection_unprocessed(tws, connect):
+    ib = await connect(tws, 4)
+    tws.faults.update({"drop_next": 1, "match": "placeOrder"})
+    trade = ib.placeOrder(spy(), MarketOrder("BUY", 1, orderRef="sig-drop-1"))
+    await until(lambda: not ib.isConnected(), "the connection to drop")
+    assert tws.engine.orders_by_ref("sig-drop-1") == [] and tws.stats.orders_placed == 0
+    assert trade.orderStatus.status == "PendingSubmit"
+    again = await connect(tws, 4)  # nothing of it is known after reconnecting either
+    assert again.trades() == [] and again.fills() == []
+
+
 async def test_fail_rate_refuses_connections_until_lifted(tws_factory, http):
     sim = await tws_factory(faults=Faults(fail_rate=1.0))
     with pytest.raises((ConnectionError, TimeoutError)):
