@@ -236,6 +236,9 @@ class FillTracker:
         self._early: dict[str, list[tuple[BrokerPort, _Pushed]]] = {}
         #: venue execution id -> the fill's broker, for fees that come after their fill
         self._executions: OrderedDict[str, Broker] = OrderedDict()
+        #: fees pushed before their execution was applied (IB may report both while the order
+        #: is not tracked yet), by venue execution id
+        self._early_fees: OrderedDict[str, VenueFee] = OrderedDict()
 
     def listen_to(self, venue: BrokerPort) -> None:
         """Subscribe to ``venue``'s pushed updates if it pushes any (``PushUpdates``)."""
@@ -275,6 +278,13 @@ class FillTracker:
         after part of it filled); ``status`` and every later status of the new venue order
         count from zero and are added to these."""
         cid = order.client_order_id
+        if venue_exec_id is None and cid in self._early and cid not in self._open \
+                and self._staged(outcome, cid) is None:
+            # A push venue's executions of this order arrived before the order was known here
+            # (while ``place`` awaited the venue's answer, or re-pushed by ``query`` on a
+            # takeover): apply them first, so each fill carries the venue's execution id; the
+            # status then adds only what they do not cover.
+            order = self._apply_early_executions(order, outcome)
         staged = self._staged(outcome, cid)
         known_commission: Decimal | None
         if prior_fills is not None:
@@ -336,6 +346,7 @@ class FillTracker:
             return
         if staged.done:
             self.forget(cid)
+            self._early.pop(cid, None)  # nothing left to apply them to
             return
         self._track(staged.order, staged.adapter, staged.prior)
         if staged.commission is not None:
@@ -393,11 +404,7 @@ class FillTracker:
                 held.add(position)
                 continue
             if isinstance(update, VenueExecution):
-                before = len(outcome.fills)
-                self.observe(order, update.as_status(), venue, outcome, venue_exec_id=update.exec_id)
-                if len(outcome.fills) > before:
-                    in_round[update.exec_id] = before
-                self._remember_execution(update.exec_id, order.broker)
+                self._observe_execution(order, venue, update, outcome, in_round)
             else:
                 self.observe(order, update, venue, outcome)
         try:
@@ -417,8 +424,41 @@ class FillTracker:
             if staged is not None:
                 staged.commission = (staged.commission or Decimal(0)) + fee.commission
             return
+        if fee.exec_id not in self._executions:
+            # its execution is not applied yet (held for an order not tracked yet): it takes the
+            # fee when it is; recorded anyway, for a fill an earlier process already emitted
+            self._early_fees[fee.exec_id] = fee
+            while len(self._early_fees) > RECENT_EXECUTIONS:
+                self._early_fees.popitem(last=False)
         broker = self._executions.get(fee.exec_id, venue.name)
         outcome.fees.append(FillFee(broker, f"{broker}-{fee.exec_id}", fee.commission, fee.commission_asset))
+
+    def _observe_execution(self, order: Order, venue: BrokerPort, execution: VenueExecution,
+                           outcome: BatchOutcome, in_round: dict[str, int]) -> Order:
+        """One pushed execution as one fill with the venue's execution id (and its fee, if that
+        came first)."""
+        before = len(outcome.fills)
+        order = self.observe(order, execution.as_status(), venue, outcome, venue_exec_id=execution.exec_id)
+        if len(outcome.fills) > before:
+            in_round[execution.exec_id] = before
+        self._remember_execution(execution.exec_id, order.broker)
+        fee = self._early_fees.pop(execution.exec_id, None)
+        if fee is not None:
+            self._apply_fee(venue, fee, outcome, in_round)
+        return order
+
+    def _apply_early_executions(self, order: Order, outcome: BatchOutcome) -> Order:
+        held = self._early.get(order.client_order_id, [])
+        executions = sorted(((venue, update) for venue, update in held if isinstance(update, VenueExecution)),
+                            key=lambda item: item[1].cumulative_quantity if isinstance(item[1], VenueExecution) else 0)
+        if not executions:
+            return order
+        self._early[order.client_order_id] = [item for item in held if not isinstance(item[1], VenueExecution)]
+        in_round: dict[str, int] = {}
+        for venue, execution in executions:
+            assert isinstance(execution, VenueExecution)
+            order = self._observe_execution(order, venue, execution, outcome, in_round)
+        return order
 
     def _hold_early(self, venue: BrokerPort, update: VenueOrderStatus | VenueExecution) -> None:
         held = self._early.setdefault(update.client_order_id, [])

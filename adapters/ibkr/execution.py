@@ -186,6 +186,10 @@ class IbkrAdapter:
         if trade is None:
             return None
         self._watch(order, ours=trade.order.clientId == self.connection.client_id)
+        # a takeover or a restart: the executions come again by push, each with its execId,
+        # ahead of the totals answered here (the tracker applies them first, see FillTracker.observe)
+        for fill in self._executions(order.client_order_id):
+            self._push_execution(fill)
         return self._status(order.client_order_id, trade)
 
     async def _find(self, client_order_id: str) -> Any | None:

@@ -132,3 +132,30 @@ async def test_fill_and_event_times_come_from_the_injected_clock() -> None:
     await tracker.apply_pushed()
     assert {f.ts for f in sink.emitted_fills} == {clock.now()}
     assert sink.emitted_events[-1].ts == clock.now()
+
+
+async def test_executions_pushed_before_the_placement_answer_keep_their_exec_ids_and_fees() -> None:
+    """IB fills a market order before ``place`` returns: its executions and commission reports
+    reach the tracker while the order is unknown there, and ``place`` answers with the totals.
+    Each execution still becomes its own fill with IB's execId and its fee, and the totals in
+    the answer add nothing on top."""
+    store, sink, venue = FeeStore(), RecordingEvents(), PushingVenue()
+    tracker = FillTracker(store, sink, clock=FakeClock())  # type: ignore[arg-type]
+    tracker.listen_to(venue)
+    order = make_order(broker=Broker.IBKR, symbol="SPY", quantity=D("10"), state=OrderState.SUBMITTED)
+    cid = order.client_order_id
+    venue.execution(cid, "0002.01", cum="4", avg="100")
+    venue.fee("0002.01", "0.40")
+    venue.execution(cid, "0002.02", cum="10", avg="101.2")
+    venue.fee("0002.02", "0.60")
+    await tracker.apply_pushed()  # all held: the order is not tracked yet
+    assert sink.fills_for(cid) == []
+
+    outcome = BatchOutcome(FakeClock())
+    answer = venue_status(order, OrderState.FILLED, filled="10", avg="101.2")
+    tracker.observe(order, answer, venue, outcome)
+    await outcome.flush(store, sink)  # type: ignore[arg-type]
+    fills = sink.fills_for(cid)
+    assert [(f.exec_id, f.quantity, f.commission) for f in fills] == [
+        ("ibkr-0002.01", D("4"), D("0.40")), ("ibkr-0002.02", D("6"), D("0.60"))]
+    assert not tracker.is_tracking(cid)
