@@ -40,5 +40,6 @@ class VenueRegistry:
 def default_registry() -> VenueRegistry:
     """Every venue this build knows (settings decide which are enabled)."""
     from adapters.binance.plugin import PLUGIN as BINANCE
+    from adapters.ibkr.plugin import PLUGIN as IBKR
 
-    return VenueRegistry((BINANCE,))
+    return VenueRegistry((BINANCE, IBKR))

@@ -68,6 +68,8 @@ class IbkrConnection:
         self._on_connected: list[Callable[[], Awaitable[None]]] = []
         self._supervisor: asyncio.Task[None] | None = None
         self._resync_task: asyncio.Future[None] | None = None
+        #: resolved when IB refuses the client id being connected (326)
+        self._refusal: asyncio.Future[None] | None = None
         self._refused_ids: set[int] = set()
         self._connected = asyncio.Event()
         self.ib.disconnectedEvent += self._on_disconnected
@@ -93,6 +95,24 @@ class IbkrConnection:
         if self.state == "closed":
             self.state = "disconnected"
         if not await self._connect_once():
+            self._ensure_supervisor()
+
+    async def reconnect_now(self, timeout: float) -> bool:
+        """Someone needs IB now (a lookup): try at once instead of waiting out the backoff,
+        for at most ``timeout`` seconds. True if connected."""
+        if self.usable:
+            return True
+        if self._closed():
+            return False
+        if self.state != "connecting":
+            if self._supervisor is not None and not self._supervisor.done():
+                self._supervisor.cancel()
+            self._supervisor = asyncio.create_task(self._connect_then_supervise(), name="ibkr-reconnect")
+        return await self.wait_connected(timeout)
+
+    async def _connect_then_supervise(self) -> None:
+        if not await self._connect_once():
+            self._supervisor = None
             self._ensure_supervisor()
 
     async def wait_connected(self, timeout: float) -> bool:
@@ -125,11 +145,7 @@ class IbkrConnection:
         last: BaseException | None = None
         for client_id in self._candidate_ids():
             try:
-                await self.ib.connectAsync(
-                    self.config.host, self.config.port, clientId=client_id,
-                    timeout=self.config.connect_timeout,
-                    account=self.config.account.get_secret_value(),
-                )
+                await self._connect_as(client_id)
             except (OSError, TimeoutError, ConnectionError) as exc:
                 last = exc
                 if client_id in self._refused_ids:
@@ -155,6 +171,26 @@ class IbkrConnection:
             self.state = "disconnected"
         log.warning("IBKR %s", self.reason)
         return False
+
+    async def _connect_as(self, client_id: int) -> None:
+        """``connectAsync`` with ``client_id``, failing at once on error 326 (ib_async itself
+        would wait out the whole connect timeout once IB closed the socket)."""
+        refused = asyncio.get_running_loop().create_future()
+        self._refusal = refused
+        connecting = asyncio.ensure_future(self.ib.connectAsync(
+            self.config.host, self.config.port, clientId=client_id, timeout=self.config.connect_timeout,
+            account=self.config.account.get_secret_value()))
+        try:
+            await asyncio.wait({connecting, refused}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._refusal = None
+        if not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await connecting
+            self.ib.disconnect()
+            raise ConnectionError(f"client id {client_id} is in use (IB 326)")
+        connecting.result()
 
     def _closed(self) -> bool:
         return self.state == "closed"
@@ -191,6 +227,8 @@ class IbkrConnection:
     def _on_error(self, req_id: int, code: int, message: str, contract: Any = None) -> None:
         if code == CLIENT_ID_IN_USE:
             self._refused_ids.add(self.ib.client.clientId)
+            if self._refusal is not None and not self._refusal.done():
+                self._refusal.set_result(None)
         elif code == CONNECTION_LOST and self.state == "connected":
             self.state = "degraded"
             self.reason = f"IB {code}: {message}"

@@ -40,7 +40,7 @@ from typing import Any
 from adapters.ibkr.config import DisconnectedPolicy, IbkrConfig
 from adapters.ibkr.connection import IbkrConnection
 from adapters.ibkr.contracts import ContractCache, UnsupportedContract, spec_for
-from adapters.ibkr.parsing import dec, last_error, tickets, verdict
+from adapters.ibkr.parsing import PACING_VIOLATION, dec, last_error, tickets, verdict
 from execution.clock import SYSTEM_CLOCK, Clock
 from execution.mapper import ExchangeMapper, UnknownSymbol
 from execution.ports import (
@@ -84,6 +84,8 @@ class IbkrAdapter:
         self._mapper = ExchangeMapper()
         self._listeners: list[UpdateListener] = []
         self._watched: dict[str, _Watched] = {}
+        #: orders whose submit may have reached IB without an answer: asked about before any resend
+        self._ambiguous: set[str] = set()
         self._refresher: asyncio.Task[None] | None = None
         #: recently terminal orders (their late commission reports still count), bounded
         self._reported: OrderedDict[str, None] = OrderedDict()
@@ -128,6 +130,16 @@ class IbkrAdapter:
     # -- orders -----------------------------------------------------------------------------------
 
     async def place(self, order: Order) -> VenueOrderStatus:
+        cid = order.client_order_id
+        if cid in self._ambiguous:
+            # an earlier submit of this order may have reached IB: ask before anything is sent
+            if not self.connection.usable:
+                raise PlacementUnknown(f"{self.unavailable_reason}; an earlier submit of {cid} is unresolved")
+            trade = await self._find(cid)
+            if trade is not None:
+                self._ambiguous.discard(cid)
+                return self._status(cid, trade)
+            self._ambiguous.discard(cid)  # IB, asked on a live connection, never got it
         if not self.connection.usable:
             raise BrokerUnavailable(self.unavailable_reason)
         contract = await self._qualified(order.symbol, order.asset_class)
@@ -141,10 +153,15 @@ class IbkrAdapter:
         except ConnectionError as exc:
             if not trades:  # nothing went out: IB never saw it
                 raise BrokerUnavailable(f"IBKR connection lost before placing: {exc}") from exc
+            self._ambiguous.add(cid)
             raise PlacementUnknown(f"IBKR connection lost while placing a bracket: {exc}") from exc
         entry = trades[0]
         acknowledged = await self._wait(lambda: all(_answered(t) for t in trades))
+        code, message = last_error(entry.log)
+        if code == PACING_VIOLATION:  # refused unprocessed: IB does not hold it
+            raise BrokerUnavailable(f"IB {code}: {message}")
         if not acknowledged:
+            self._ambiguous.add(cid)
             raise PlacementUnknown(
                 f"no answer from IB within {self.config.ack_timeout}s for order id {entry.order.orderId} "
                 f"({self.connection.state}); asking IB by orderRef before anything is sent again")
@@ -180,7 +197,7 @@ class IbkrAdapter:
 
     async def query(self, order: Order) -> VenueOrderStatus | None:
         """Status by orderRef; None only when IB, asked on a live connection, does not know it."""
-        if not self.connection.usable:
+        if not await self.connection.reconnect_now(self.config.request_timeout):
             raise BrokerUnavailable(self.unavailable_reason)
         trade = await self._find(order.client_order_id)
         if trade is None:
@@ -195,10 +212,13 @@ class IbkrAdapter:
     async def _find(self, client_order_id: str) -> Any | None:
         """The entry trade with this orderRef: known to this session, else asked from IB (all
         clients' open orders, completed orders, then executions)."""
-        trade = self._local(client_order_id)
-        if trade is not None:
-            return trade
         try:
+            # one round trip first: whatever IB sent before its answer has been read, so the
+            # session's view of the order is as current as IB's (a lookup is authoritative)
+            await asyncio.wait_for(self.ib.reqCurrentTimeAsync(), self.config.request_timeout)
+            trade = self._local(client_order_id)
+            if trade is not None:
+                return trade
             await asyncio.wait_for(self.ib.reqAllOpenOrdersAsync(), self.config.request_timeout)
             trade = self._local(client_order_id)
             if trade is None:
@@ -216,10 +236,14 @@ class IbkrAdapter:
         # a reconnect may list one order twice (open, then completed): the most advanced wins
         return max(found, key=lambda t: (t.isDone(), t.orderStatus.filled))
 
-    def _executions(self, client_order_id: str) -> list[Any]:
+    def _executions(self, client_order_id: str, trade: Any | None = None) -> list[Any]:
         """IB's executions of the order (ib_async keeps them per session), in cumulative order."""
-        fills = [f for f in self.ib.fills() if f.execution.orderRef == client_order_id]
-        return sorted(fills, key=lambda f: (f.execution.cumQty, f.execution.time))
+        # the session's fills, and the trade's own (a dropped connection resets the session's)
+        fills = {f.execution.execId: f for f in self.ib.fills() if f.execution.orderRef == client_order_id}
+        trades = [t for t in self.ib.trades() if t.order.orderRef == client_order_id]
+        for known in [*trades, *([trade] if trade is not None else [])]:
+            fills.update((f.execution.execId, f) for f in known.fills)
+        return sorted(fills.values(), key=lambda f: (f.execution.cumQty, f.execution.time))
 
     def _status(self, client_order_id: str, trade: Any) -> VenueOrderStatus:
         """The order's cumulative status, with fills as IB's executions account for them."""
@@ -229,7 +253,7 @@ class IbkrAdapter:
         state = decided.state
         if state is None:  # an informational code: the order is still working
             state = OrderState.SUBMITTED
-        executions = self._executions(client_order_id)
+        executions = self._executions(client_order_id, trade)
         if executions:
             last = executions[-1].execution
             filled, avg = dec(last.cumQty), dec(last.avgPrice)
@@ -242,7 +266,9 @@ class IbkrAdapter:
                 # another client's order without its executions: IB's cumulative totals
                 filled, avg = dec(trade.orderStatus.filled), dec(trade.orderStatus.avgFillPrice)
         quantity = dec(trade.order.totalQuantity)
-        if state is OrderState.FILLED and filled < quantity:
+        if filled >= quantity > 0 and state in (OrderState.SUBMITTED, OrderState.PARTIALLY_FILLED):
+            state = OrderState.FILLED  # the executions cover it; IB's Filled status is on its way
+        elif state is OrderState.FILLED and filled < quantity:
             state = OrderState.PARTIALLY_FILLED if filled else OrderState.SUBMITTED
         elif state is OrderState.SUBMITTED and filled:
             state = OrderState.PARTIALLY_FILLED
@@ -385,7 +411,14 @@ class IbkrAdapter:
 
 
 def _answered(trade: Any) -> bool:
-    return trade.orderStatus.status not in ("PendingSubmit", "ApiPending", "") or bool(last_error(trade.log)[0])
+    """IB acknowledged the order: a status past PendingSubmit, an error, or an execution."""
+    return (trade.orderStatus.status in _ACKNOWLEDGED
+            or bool(last_error(trade.log)[0]) or bool(trade.fills))
+
+
+#: statuses only IB itself gives an order (ib_async sets PendingSubmit locally, and may mark an
+#: order otherwise when the connection drops)
+_ACKNOWLEDGED = frozenset({"PreSubmitted", "Submitted", "Filled", "Cancelled", "ApiCancelled", "Inactive"})
 
 
 def _price(value: float | None) -> Decimal | None:

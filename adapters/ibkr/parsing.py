@@ -56,11 +56,14 @@ CONNECTION_LOST = 1100
 CONNECTION_RESTORED_DATA_LOST = 1101
 CONNECTION_RESTORED = 1102
 CONNECTION_CODES = frozenset({CONNECTION_LOST, CONNECTION_RESTORED_DATA_LOST, CONNECTION_RESTORED})
+#: "Max rate of messages per second has been exceeded": the message was refused unprocessed
+PACING_VIOLATION = 100
 #: a second connection with a client id that is already connected
 CLIENT_ID_IN_USE = 326
 
 
 def is_informational(code: int) -> bool:
+    """Codes that change nothing about an order (IB keeps working it)."""
     return code in INFORMATIONAL_CODES or 2100 <= code < 2200 or code in CONNECTION_CODES
 
 

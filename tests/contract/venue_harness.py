@@ -317,6 +317,107 @@ class BinanceHarness(VenueHarness):
         return Rejection(self.order(symbol="SOL-USDT", quantity=Decimal(1)), -1121, r"Invalid symbol")
 
 
-#: every venue the suite runs against; IBKR (TWS socket simulator) and MT4 (REST bridge
-#: simulator) add their harness here when their adapters land
-HARNESSES: tuple[type[VenueHarness], ...] = (BinanceHarness,)
+# -- Interactive Brokers ------------------------------------------------------------------------
+
+#: IB order status -> our state, from IB's API docs, independently of ``adapters/ibkr/parsing.py``
+_IB_STATES: dict[str, OrderState] = {
+    "held": OrderState.PENDING,
+    "PreSubmitted": OrderState.SUBMITTED,
+    "Submitted": OrderState.SUBMITTED,
+    "Filled": OrderState.FILLED,
+    "Cancelled": OrderState.CANCELLED,
+    "Inactive": OrderState.REJECTED,
+}
+
+
+class IbkrHarness(VenueHarness):
+    """``venues/tws/`` (``TwsSimulator``, the TWS API over TCP) and the ib_async ``IbkrAdapter``."""
+
+    name = "ibkr"
+    broker = Broker.IBKR
+    asset_class = AssetClass.EQUITY
+    symbol = "SPY"
+    base_quantity = Decimal("10")
+    tick = Decimal("0.01")
+    placement_key = "placeOrder"
+    _key = "SPY"
+
+    def __init__(self) -> None:
+        super().__init__()
+        from venues.tws import TwsSimulator
+
+        self._sim = TwsSimulator(price_path=STILL, tick_interval=None, farm_notices=True)
+
+    @property
+    def sim(self) -> Controlled:
+        return self._sim
+
+    async def start_simulator(self) -> None:
+        await self._sim.start()
+
+    async def stop_simulator(self) -> None:
+        await self._sim.stop()
+
+    def settings(self) -> VenueSettings:
+        from adapters.ibkr.config import IbkrConfig
+
+        return IbkrConfig(enabled=True, port=self._sim.port, client_id=1, connect_timeout=3.0,
+                          request_timeout=1.5, ack_timeout=1.5,
+                          reconnect_backoff=Backoff(attempts=1_000_000, base=0.05, factor=2.0, cap=0.3))
+
+    def price(self) -> Decimal:
+        return self._sim.engine.last(self._sim.engine.instruments[self._key])
+
+    def set_price(self, price: Decimal) -> None:
+        self._sim.set_price(self._key, price)
+
+    def advance(self) -> None:
+        self._sim.engine.tick()
+
+    def set_partial_fill_steps(self, steps: int) -> None:
+        self._sim.engine.partial_fill_steps = steps
+
+    def unreachable(self, down: bool = True) -> None:
+        """TCP: refuse new connections, and cut the live one (a gateway that went away). A
+        one-shot lost placement still comes first, as over HTTP: the cut follows it."""
+        super().unreachable(down)
+        if not down:
+            return
+        if self._sim.faults.lose_response_next <= 0:
+            self._sim.drop_connections()
+            return
+
+        def cut_after_the_lost_placement(event: object) -> None:
+            # the engine's first event about the lost placement: nothing after it gets out
+            if self._sim.faults.lose_response_next <= 0 and not cut:
+                cut.append(self._sim.drop_connections())
+
+        cut: list[int] = []
+        self._sim.engine.subscribe(cut_after_the_lost_placement, first=True)
+
+    def tighten_rate_limit(self) -> None:
+        self._sim.max_messages_per_second = 8  # IB's pacing is 50 messages/s; a burst of 24 exceeds 8
+
+    def venue_view(self, client_order_id: str) -> VenueView | None:
+        orders = self._sim.engine.orders_by_ref(client_order_id)
+        if not orders:
+            return None
+        latest = orders[-1]
+        state = _IB_STATES[latest.status]
+        if state is OrderState.SUBMITTED and latest.filled > 0:
+            state = OrderState.PARTIALLY_FILLED
+        return VenueView(client_order_id=client_order_id, placements=len(orders), state=state,
+                         raw_status=latest.status, filled_quantity=latest.filled)
+
+    def rejection(self, kind: RejectionKind) -> Rejection:
+        if kind == "insufficient_balance":
+            # 100 000 SPY at 600 is 60 M USD; the account holds 1 M
+            return Rejection(self.order(quantity=Decimal(100_000)), 201, r"YOUR ORDER IS NOT ACCEPTED")
+        if kind == "invalid_quantity":
+            return Rejection(self.order(quantity=Decimal("0.5")), 201, r"order size must be a multiple of")
+        return Rejection(self.order(symbol="ZZZZ"), 200, r"No security definition has been found")
+
+
+#: every venue the suite runs against; MT4 (REST bridge simulator) adds its harness here when
+#: its adapter lands
+HARNESSES: tuple[type[VenueHarness], ...] = (BinanceHarness, IbkrHarness)

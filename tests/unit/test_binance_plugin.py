@@ -92,7 +92,7 @@ def test_test_config_ignores_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_registry_lists_binance_with_its_capabilities() -> None:
     registry = default_registry()
     assert registry.get(Broker.BINANCE) is PLUGIN
-    assert [p.broker for p in registry] == [Broker.BINANCE]
+    assert Broker.BINANCE in [p.broker for p in registry]
     assert PLUGIN.settings_type is BinanceConfig
     assert PLUGIN.fill_delivery == "poll"
     assert PLUGIN.priced_classes == frozenset({AssetClass.CRYPTO})
@@ -108,7 +108,7 @@ def test_reading_the_registry_does_not_load_ccxt() -> None:
         "from schemas import Broker\n"
         "plugin = default_registry().get(Broker.BINANCE)\n"
         "assert plugin is not None and plugin.settings(enabled=False).enabled is False\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('ccxt', 'aiohttp'))\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('ccxt', 'aiohttp', 'ib_async'))\n"
         "binance = sorted(m for m in sys.modules if m.startswith('adapters.binance'))\n"
         "print(loaded, binance)\n"
     )

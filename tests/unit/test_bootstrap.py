@@ -161,8 +161,12 @@ async def test_the_same_composition_on_a_manual_clock_repeats_exactly() -> None:
                                           for s in range(0, 3) for m in (0, 250_000, 500_000, 750_000)}
 
 
-def test_the_default_registry_lists_binance_only_as_a_plugin() -> None:
+def test_the_default_registry_lists_the_venue_plugins() -> None:
     registry = default_registry()
-    assert [p.broker for p in registry] == [Broker.BINANCE]
-    [binance] = registry
+    assert [p.broker for p in registry] == [Broker.BINANCE, Broker.IBKR]
+    binance, ibkr = registry
     assert binance.fill_delivery == "poll" and binance.priced_classes == frozenset({AssetClass.CRYPTO})
+    assert ibkr.fill_delivery == "push"
+    assert ibkr.priced_classes == frozenset({AssetClass.EQUITY, AssetClass.OPTION, AssetClass.FUTURE})
+    assert ibkr.secondary_for(ibkr.settings(fx_secondary=True)) == frozenset({AssetClass.FX})
+    assert ibkr.secondary_for(ibkr.settings()) == frozenset()

@@ -195,8 +195,13 @@ class TwsEngine:
 
     # -- plumbing --------------------------------------------------------------------------------
 
-    def subscribe(self, listener: Listener) -> None:
-        self._listeners.append(listener)
+    def subscribe(self, listener: Listener, *, first: bool = False) -> None:
+        """``first``: hear each event before the listeners already there (a test that cuts the
+        network the moment something happens, before the server reports it)."""
+        if first:
+            self._listeners.insert(0, listener)
+        else:
+            self._listeners.append(listener)
 
     def _emit(self, event: EngineEvent) -> None:
         for listener in list(self._listeners):
@@ -278,6 +283,7 @@ class TwsEngine:
         instrument = self._instrument_of(contract)
         self._validate(instrument, request)
         account = request.account or self.accounts[0]
+        self._check_funds(account, instrument, request)
         parent: Order | None = None
         if request.parent_id:
             parent = self.orders.get((client_id, request.parent_id))
@@ -320,6 +326,19 @@ class TwsEngine:
         for price in (req.lmt_price, req.aux_price):
             if price is not None and req.order_type != "MKT" and price % inst.min_tick != 0:
                 raise TwsError(110, "The price does not conform to the minimum price variation for this contract.")
+
+    def _check_funds(self, account: str, inst: Instrument, req: OrderRequest) -> None:
+        """A cash account's initial-margin check on stocks and options, in IB's words: a BUY
+        must not cost more than the account's cash (at its limit price, else the current ask)."""
+        if req.action != "BUY" or req.parent_id or inst.sec_type not in ("STK", "OPT"):
+            return  # sells, a bracket's exits (closing what the entry bought), margined futures/FX
+        price = req.lmt_price if req.order_type in ("LMT", "STP LMT") and req.lmt_price else self.quote(inst)[1]
+        cost = req.total_quantity * price * inst.multiplier_value
+        cash = self.cash.get(account, ZERO)
+        if cost > cash:
+            raise TwsError(201, "Order rejected - reason:YOUR ORDER IS NOT ACCEPTED. IN ORDER TO OBTAIN THE "
+                                f"DESIRED POSITION YOUR EQUITY WITH LOAN VALUE [{cash:.2f} USD] MUST EXCEED THE "
+                                f"INITIAL MARGIN [{cost:.2f} USD]")
 
     def _modify(self, order: Order, instrument: Instrument, request: OrderRequest) -> Order:
         if order.is_done:

@@ -99,6 +99,8 @@ class Session:
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
+        #: (second, messages in it) for IB's message pacing
+        self.pacing: tuple[int, int] = (0, 0)
         self.client_id: int | None = None
         self.positions_subscribed = False
         self.account_subscribed: str | None = None
@@ -137,6 +139,7 @@ class TwsSimulator:
         farm_notices: bool = True,
         clock: Callable[[], float] = time.time,
         engine: TwsEngine | None = None,
+        max_messages_per_second: int | None = 50,
     ) -> None:
         self.engine = engine or TwsEngine(
             instruments=instruments, accounts=accounts, price_path=price_path,
@@ -146,6 +149,10 @@ class TwsSimulator:
         self.faults = faults or Faults()
         self.stats = SimStats()
         self.master_client_id = master_client_id
+        #: IB's pacing: a connection sending more placements than this in one second gets error 100
+        #: ("Max rate of messages per second has been exceeded") for the placements beyond it,
+        #: which are refused unprocessed (None: no limit)
+        self.max_messages_per_second = max_messages_per_second
         self.tick_interval = tick_interval
         self.farm_notices = farm_notices
         self.host = "127.0.0.1"
@@ -218,6 +225,13 @@ class TwsSimulator:
         dropped = await self.server.pause(seconds)
         log.info("tws restart: %d connections dropped, listening again in %ss", dropped, seconds)
         return dropped
+
+    def drop_connections(self) -> int:
+        """Abort every client connection now (the listener stays open): a network cut."""
+        sessions = list(self._open)
+        for session in sessions:
+            session.writer.transport.abort()
+        return len(sessions)
 
     async def _tick_forever(self, interval: float) -> None:
         while True:
@@ -392,11 +406,27 @@ class TwsSimulator:
         assert session.client_id is not None
         return session.client_id
 
+    def _paced_out(self, session: Session) -> bool:
+        """Count one message against the connection's per-second budget; True when over it."""
+        if self.max_messages_per_second is None:
+            return False
+        second = int(time.monotonic())
+        start, count = session.pacing
+        count = count + 1 if start == second else 1
+        session.pacing = (second, count)
+        return count > self.max_messages_per_second
+
     def _place_order(self, session: Session, fields: list[str], lost: bool) -> None:
         msg.require(fields, 30, "placeOrder")
         placed = msg.parse_place_order(fields)
         order_id = placed.request.order_id
         client_id = self._client(session)
+        if self._paced_out(session):
+            self.stats.throttled += 1
+            limit = self.max_messages_per_second or 0
+            self._error(session, order_id, 100,
+                        f"Max rate of messages per second has been exceeded:max={limit} rec={limit + 1} (1)")
+            return
         try:
             if placed.is_combo:
                 raise TwsError(201, "Order rejected - reason:combination orders are not supported by the simulator")
