@@ -48,7 +48,17 @@ from execution.ports import (
     VenueOrderStatus,
 )
 from execution.risk import PreTradeLimits
-from schemas import ALLOWED_TRANSITIONS, Broker, IllegalTransition, Order, OrderRequest, OrderState
+from schemas import (
+    ALLOWED_TRANSITIONS,
+    BRACKET_EXIT_LEGS,
+    Broker,
+    IllegalTransition,
+    Order,
+    OrderRequest,
+    OrderState,
+    OrderType,
+    bracket_exit_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -266,8 +276,12 @@ class ExecutionService:
                 never_seen.append(order)
             else:
                 assert isinstance(status, VenueOrderStatus)
-                self.tracker.observe(order, status, self.broker.adapter_for(order.broker), outcome,
+                adapter = self.broker.adapter_for(order.broker)
+                self.tracker.observe(order, status, adapter, outcome,
                                      prior_fills=self._remainders.get(order.client_order_id))
+                legs = {bracket_exit_id(order.client_order_id, leg) for leg in BRACKET_EXIT_LEGS}
+                if order.order_type is OrderType.BRACKET and not legs & existing.keys():
+                    await self._take_exits(order, adapter, outcome)  # its legs are not in this round
         if len(existing) != len(candidates):
             log.info("%d redelivered order(s) already terminal or tracked; not placed again",
                      len(existing) - len(candidates))
@@ -318,6 +332,11 @@ class ExecutionService:
     async def _place_one(
         self, order: Order, gateway: BrokerPort, reason: str, outcome: BatchOutcome
     ) -> Order:
+        if order.bracket_parent is not None:
+            # An exit leg exists only because its venue holds it with its entry (_take_exits):
+            # a venue that never saw it must not get it as a lone stop or limit order.
+            return _end(outcome, order, OrderState.CANCELLED,
+                        f"exit of bracket {order.bracket_parent} unknown to {order.broker}; never placed on its own")
         violation = self.limits.violation(order)
         if violation is not None:
             return _end(outcome, order, OrderState.REJECTED, f"pre-trade limit: {violation}")
@@ -383,4 +402,21 @@ class ExecutionService:
             if prior is not None:
                 outcome.note(submitted, f"{placement.adapter.name} had lost the order after {prior.quantity} "
                                         f"filled; placed again for the remaining {to_venue.quantity}")
-        return self.tracker.observe(submitted, status, placement.adapter, outcome, prior_fills=prior)
+        observed = self.tracker.observe(submitted, status, placement.adapter, outcome, prior_fills=prior)
+        if placed.order_type is OrderType.BRACKET:
+            await self._take_exits(observed, placement.adapter, outcome)
+        return observed
+
+    async def _take_exits(self, entry: Order, adapter: BrokerPort, outcome: BatchOutcome) -> None:
+        """A bracket's exit legs (``Order.bracket_exits``), held by the venue since the entry
+        was placed, become orders of their own: inserted and claimed here (idempotent), tracked
+        like any working order, so their fills have rows and close the entry's position. Legs
+        that already exist (a takeover, a redelivery) are resumed by asking the venue."""
+        legs = entry.bracket_exits(at=outcome.now())
+        claim = await self.store.claim_orders(legs, owner=self.owner, lease_seconds=self.lease_seconds)
+        for leg in legs:
+            if leg.client_order_id in claim.inserted:
+                working = outcome.transition(leg, OrderState.SUBMITTED, leg.reason)
+                self.tracker.observe(working, VenueOrderStatus(leg.client_order_id, None, OrderState.SUBMITTED),
+                                     adapter, outcome)
+        await self._resume([i for i in (leg.client_order_id for leg in legs) if i in claim.claimed], outcome)

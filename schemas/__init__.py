@@ -3,6 +3,7 @@
 from schemas.enums import TERMINAL_STATES, AssetClass, Broker, OrderState, OrderType, Side, TimeInForce
 from schemas.models import (
     ALLOWED_TRANSITIONS,
+    BRACKET_EXIT_LEGS,
     DeadLetter,
     Fill,
     IllegalTransition,
@@ -13,12 +14,14 @@ from schemas.models import (
     OrderRequest,
     Position,
     Signal,
+    bracket_exit_id,
     client_order_id_for,
     utcnow,
 )
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
+    "BRACKET_EXIT_LEGS",
     "TERMINAL_STATES",
     "AssetClass",
     "Broker",
@@ -36,6 +39,7 @@ __all__ = [
     "Side",
     "Signal",
     "TimeInForce",
+    "bracket_exit_id",
     "client_order_id_for",
     "utcnow",
 ]

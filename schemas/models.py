@@ -217,11 +217,51 @@ class Order(OrderRequest):
             }
         )
 
+    @property
+    def bracket_parent(self) -> str | None:
+        """The entry's client order id if this order is one of a bracket's exit legs."""
+        head, sep, leg = self.client_order_id.rpartition("/")
+        return head if sep and leg in BRACKET_EXIT_LEGS else None
+
+    def bracket_exits(self, *, at: datetime | None = None) -> tuple[Order, Order]:
+        """A BRACKET order's two exit legs as orders of their own, so their fills have rows and
+        move positions: the stop-loss (``<id>/sl``, STOP at ``stop_price``) and the take-profit
+        (``<id>/tp``, LIMIT at ``take_profit_price``), opposite side, same quantity, GTC, in one
+        OCA group at the venue. The venue holds them from the entry's placement on: the core
+        tracks them and never places them on their own."""
+        if self.order_type is not OrderType.BRACKET:
+            raise ValueError(f"order {self.client_order_id} is {self.order_type}, not a BRACKET")
+        assert self.stop_price is not None and self.take_profit_price is not None
+        now = at or utcnow()
+        exit_side = Side.SELL if self.side is Side.BUY else Side.BUY
+        common = {**self.model_dump(), "side": exit_side, "time_in_force": TimeInForce.GTC, "stop_price": None,
+                  "take_profit_price": None, "limit_price": None, "group_id": self.client_order_id,
+                  "state": OrderState.PENDING, "filled_quantity": Decimal(0), "avg_fill_price": None,
+                  "venue_order_id": None, "created_at": now, "updated_at": now}
+        stop = Order.model_validate({**common, "client_order_id": bracket_exit_id(self.client_order_id, "sl"),
+                                     "order_type": OrderType.STOP, "stop_price": self.stop_price,
+                                     "reason": f"stop-loss of bracket {self.client_order_id}"})
+        profit = Order.model_validate({**common, "client_order_id": bracket_exit_id(self.client_order_id, "tp"),
+                                       "order_type": OrderType.LIMIT, "limit_price": self.take_profit_price,
+                                       "reason": f"take-profit of bracket {self.client_order_id}"})
+        return stop, profit
+
     def rerouted(self, to: Broker, reason: str, *, at: datetime | None = None) -> Order:
         """The same order moved to another broker before placement (state stays PENDING)."""
         return self.model_copy(
             update={"broker": to, "rerouted_from": self.broker, "reason": reason, "updated_at": at or utcnow()}
         )
+
+
+#: the exit legs of a bracket: stop-loss and take-profit (``Order.bracket_exits``)
+BRACKET_EXIT_LEGS = ("sl", "tp")
+
+
+def bracket_exit_id(client_order_id: str, leg: str) -> str:
+    """The client order id of a bracket's exit leg: ``<entry id>/sl`` or ``<entry id>/tp``."""
+    if leg not in BRACKET_EXIT_LEGS:
+        raise ValueError(f"unknown bracket leg {leg!r}")
+    return f"{client_order_id}/{leg}"
 
 
 class IllegalTransition(ValueError):

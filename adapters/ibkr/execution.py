@@ -146,6 +146,12 @@ class IbkrAdapter:
         account = self.config.account.get_secret_value()
         legs = tickets(order, account=account, oca_group=f"oca-{order.client_order_id}")
         self._watch(order, ours=True)
+        if len(legs) > 1:
+            # a bracket: the children name their parent's order id, so it is taken before sending
+            legs[0].orderId = self.ib.client.getReqId()
+            for leg in legs[1:]:  # its exits are orders of their own (Order.bracket_exits)
+                leg.parentId = legs[0].orderId
+                self._watched[leg.orderRef] = _Watched(leg.orderRef, order.quantity, True)
         trades: list[Any] = []
         try:
             for ticket in legs:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from schemas import Order, OrderState, OrderType, Side, TimeInForce
+from schemas import Order, OrderState, OrderType, Side, TimeInForce, bracket_exit_id
 
 #: IB order status -> ours. PendingSubmit/ApiPending: sent, not yet acknowledged by IB.
 STATUS: dict[str, OrderState] = {
@@ -111,14 +111,9 @@ def opposite(side: Side) -> str:
 
 
 def child_ref(client_order_id: str, leg: str) -> str:
-    """orderRef of a bracket's exit leg (``sl`` stop-loss, ``tp`` take-profit)."""
-    return f"{client_order_id}/{leg}"
-
-
-def parent_ref(order_ref: str) -> tuple[str, str | None]:
-    """(the entry's client order id, the leg) of an orderRef written by this adapter."""
-    head, sep, leg = order_ref.rpartition("/")
-    return (head, leg) if sep and leg in ("sl", "tp") else (order_ref, None)
+    """orderRef of a bracket's exit leg: the exit order's own client order id
+    (``Order.bracket_exits``), so the core tracks each leg as an order of its own."""
+    return bracket_exit_id(client_order_id, leg)
 
 
 def tickets(order: Order, *, account: str, oca_group: str) -> list[Any]:
