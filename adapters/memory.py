@@ -154,6 +154,28 @@ class InMemoryStore:
             if claim is not None and claim.owner == owner:
                 del self._claims[cid]
 
+    async def reject_orders(
+        self, rejections: Sequence[tuple[str, str]], *, owner: str, at: datetime
+    ) -> list[OrderEvent]:
+        """Reject each still-PENDING order whose claim is free, expired or ``owner``'s, with its
+        reason and an audit event; clear its claim. See ``TimescaleStore.reject_orders``."""
+        reasons: dict[str, str] = {}
+        for cid, reason in rejections:
+            reasons.setdefault(cid, reason)
+        now = self._now()
+        events: list[OrderEvent] = []
+        for cid in sorted(reasons):
+            order = self.orders.get(cid)
+            if order is None or order.state is not OrderState.PENDING or not self._claimable(cid, owner, now):
+                continue
+            rejected = order.model_copy(update={"state": OrderState.REJECTED, "reason": reasons[cid], "updated_at": at})
+            self.orders[cid] = rejected
+            self._claims.pop(cid, None)
+            event = OrderEvent.of(rejected, OrderState.PENDING)
+            self._events.append(event)
+            events.append(event)
+        return events
+
     async def get_orders(self, client_order_ids: Sequence[str]) -> dict[str, Order]:
         return {cid: self.orders[cid] for cid in client_order_ids if cid in self.orders}
 

@@ -28,7 +28,7 @@ from typing import Any, TypeVar, cast
 import faust
 from faust.types import EventT, StreamT
 from mode.utils.futures import notify
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from agents.dead_letters import DeadLetters, describe
 from execution.retry import FOREVER, Backoff, until_done
@@ -138,16 +138,30 @@ def _closed(events: Sequence[EventT[Any]], max_: int, queue: Any) -> bool:
 
 
 async def parse_items(
-    events: Sequence[EventT[Any]], model: type[M], dead: DeadLetters
+    events: Sequence[EventT[Any]],
+    model: type[M],
+    dead: DeadLetters,
+    check: Callable[[M], str | None] | None = None,
 ) -> list[tuple[EventT[Any], M]]:
-    """Each event whose message validates as ``model``, paired with its parsed value; the others
-    are dead-lettered here with the validation error. Pairing keeps the message at hand, so a
-    later failure dead-letters the one message it belongs to, and only once."""
+    """Each event whose message validates as ``model`` (and passes ``check``, which returns a
+    reason to refuse a valid value, or None), paired with its parsed value; the others are
+    dead-lettered here, once, with the reason (all of them delivered before this returns).
+    Pairing keeps the message at hand, so a later failure dead-letters the one message it
+    belongs to, and only once."""
     items: list[tuple[EventT[Any], M]] = []
+    refused: list[tuple[EventT[Any], str]] = []
     for event in events:
-        parsed = await dead.parse((event,), model)
-        if parsed:
-            items.append((event, parsed[0]))
+        try:
+            value = model.model_validate_json(event.value)
+        except ValidationError as exc:
+            refused.append((event, describe(exc)))
+            continue
+        reason = check(value) if check is not None else None
+        if reason is not None:
+            refused.append((event, reason))
+        else:
+            items.append((event, value))
+    await dead.send_all(refused)
     return items
 
 
@@ -160,6 +174,7 @@ async def process_batch(
     *,
     other_attempts: int = 3,
     backoff: Backoff = FOREVER,
+    on_dead: Callable[[P, str], Awaitable[object]] | None = None,
 ) -> int:
     """Run ``call`` on the parsed values of a batch, so that a poison message costs one message.
 
@@ -170,7 +185,9 @@ async def process_batch(
     goes to the dead-letter topic, with the reason, and every other message is processed. Halves
     run in order, so messages keep their order within the batch. Costs about ``2 log2(n)``
     extra calls per bad message; safe because every ``call`` is idempotent (a redelivery
-    repeats it anyway). Returns how many messages were dead-lettered.
+    repeats it anyway). ``on_dead(value, reason)`` runs after a message was dead-lettered, for
+    what a failed ``call`` may have left behind (the executor rejects an order row step 2 had
+    already inserted). Returns how many messages were dead-lettered.
     """
     if not items:
         return 0
@@ -181,7 +198,10 @@ async def process_batch(
     except Exception as exc:
         if len(items) == 1:
             log.exception("%s: message dead-lettered", name)
-            await dead.send(items[0][0], f"{name} failed: {describe(exc)}")
+            reason = f"{name} failed: {describe(exc)}"
+            await dead.send(items[0][0], reason)
+            if on_dead is not None:
+                await on_dead(items[0][1], reason)
             return 1
         log.warning("%s: batch of %d failed (%s); retrying it in halves to isolate the bad message",
                     name, len(items), describe(exc))
@@ -190,5 +210,5 @@ async def process_batch(
     dead_lettered = 0
     for half in halves:
         dead_lettered += await process_batch(name, half, call, dead, transient, other_attempts=1,
-                                             backoff=backoff)
+                                             backoff=backoff, on_dead=on_dead)
     return dead_lettered

@@ -1,35 +1,64 @@
 """Router agent: ``signals`` -> ``orders.<broker>``, by the BrokerRouter's fixed rules.
 
-Pure CPU per message (validate, map, route, produce), so it processes event by event: batching
-would only add latency. Produces go straight to the app's producer (``agents.publish``) and are
-not awaited for delivery one by one; Faust flushes the producer before it commits the consumed
-offsets, which keeps at-least-once intact.
+Pure CPU per message (validate, map, route, produce). It takes the signals in greedy batches
+(``agents.batches``: a batch closes as soon as nothing more is queued, so a lone signal waits for
+nothing) for one reason: a signal may be acked only once the OrderRequest it produced is on the
+broker (issue 12: no offset is committed past a produce that was not delivered). Awaiting each
+delivery before the next signal would cost a broker round trip per message; instead every
+OrderRequest and dead letter of a batch is handed to the producer at once and their deliveries
+are awaited together, before the batch is acked. A delivery that fails holds the batch unacked
+and routes it again (``DeliveryFailed`` is transient) until it gets through: re-producing an
+OrderRequest is harmless, its client order id makes the executor's step 2 idempotent.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
 import faust
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 from pydantic import ValidationError
 
+from agents.batches import BatchLimits, batches
 from agents.dead_letters import DeadLetters, describe
 from agents.parts import AgentTopics
-from agents.publish import Publisher
+from agents.publish import DeliveryFailed, Publisher, abandon, delivered
 from execution.mapper import UnknownSymbol
+from execution.retry import until_done
 from execution.router import BrokerRouter
 from schemas import Signal
 
+log = logging.getLogger(__name__)
 
-def register(app: faust.App, topics: AgentTopics, router: BrokerRouter) -> None:
+
+def register(app: faust.App, topics: AgentTopics, router: BrokerRouter, limits: BatchLimits) -> None:
     dead = DeadLetters(topics.dlq, "router")
     orders = {broker: Publisher(app, topic) for broker, topic in topics.orders.items()}
 
+    async def route_batch(events: Sequence[EventT[Any]]) -> None:
+        deliveries: list[asyncio.Future[object]] = []
+        refused: list[tuple[EventT[Any], str]] = []
+        try:
+            for event in events:
+                try:
+                    request = router.route(Signal.model_validate_json(event.value))
+                except (ValidationError, UnknownSymbol) as exc:
+                    refused.append((event, describe(exc)))
+                    continue
+                deliveries.append(await orders[request.broker].send(request.symbol.encode(), request.to_bytes()))
+            await dead.send_all(refused)
+        except BaseException:
+            abandon(deliveries)
+            raise
+        await delivered(deliveries, "order requests")
+
     @app.agent(topics.signals, name="router")
     async def route(stream: StreamT[bytes]) -> None:
-        async for event in stream.events():
-            try:
-                request = router.route(Signal.model_validate_json(event.value))
-            except (ValidationError, UnknownSymbol) as exc:
-                await dead.send(event, describe(exc))
-                continue
-            await orders[request.broker].send(request.symbol.encode(), request.to_bytes())
+        async for events in batches(stream, limits):
+            # returns only once everything the batch produced was delivered; then it is acked
+            await until_done(f"router batch of {len(events)}", partial(route_batch, events),
+                             transient=(DeliveryFailed,), other_attempts=1)

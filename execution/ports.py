@@ -270,6 +270,19 @@ class OrderStore(Protocol):
 
     async def get_orders(self, client_order_ids: Sequence[str]) -> dict[str, Order]: ...
 
+    async def reject_orders(
+        self, rejections: Sequence[tuple[str, str]], *, owner: str, at: datetime
+    ) -> list[OrderEvent]:
+        """Mark orders REJECTED with a reason, for messages the executor had to dead-letter after
+        step 2 may have inserted their row (otherwise a later sweep would place it, however old).
+
+        Only a row that exists, is still PENDING (never placed: a SUBMITTED one may be working at
+        the venue) and whose claim is free, expired or ``owner``'s (another live executor may be
+        placing it right now) is rejected; ``at`` stamps it. One audit event per order rejected,
+        in the same transaction; the claim is cleared. Returns those events (for ``order-events``).
+        """
+        ...
+
     async def save_transitions(self, changes: Sequence[tuple[Order, OrderEvent]]) -> None:
         """Persist new order states with their audit events, in one batch. A transition to a
         terminal state also clears the order's claim (nothing is left to place or watch)."""

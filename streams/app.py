@@ -84,6 +84,7 @@ def build_app(
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.heartbeat_interval,
         broker_commit_interval=1.0,
+        producer_request_timeout=settings.producer_request_timeout,
         consumer_auto_offset_reset="earliest",
         producer_linger=0.0,
         web_enabled=False,
@@ -100,7 +101,7 @@ def build_app(
     limits = BatchLimits(settings.batch_max, settings.batch_window)
     roles = set(settings.worker_roles)
     if WorkerRole.ROUTER in roles:
-        router.register(app, streams, composition.router())
+        router.register(app, streams, composition.router(), limits)
     if WorkerRole.EXECUTORS in roles:
         for broker in settings.executor_brokers():
             executor.register(app, streams, broker, composition.executor(broker), limits)

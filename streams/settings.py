@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(5, alias="KAFKA_FETCH_MAX_WAIT_MS")
     session_timeout: float = Field(8.0, alias="KAFKA_SESSION_TIMEOUT")
     heartbeat_interval: float = Field(1.5, alias="KAFKA_HEARTBEAT_INTERVAL")
+    #: how long a produced message may wait for the broker's acknowledgement before its delivery
+    #: fails (Faust's default is 1200 s). A failed delivery holds its batch unacked and is retried
+    #: (agents/publish.py), so this bounds how long a broker outage goes unnoticed per batch.
+    producer_request_timeout: float = Field(30.0, alias="KAFKA_PRODUCER_REQUEST_TIMEOUT")
     #: a batch closes when nothing more is queued for the agent, at ``batch_max`` messages, or
     #: ``batch_window`` seconds after its first message, whichever first (agents/batches.py)
     batch_max: int = Field(500, alias="AGENT_BATCH_MAX")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import Any
 
-from schemas import TERMINAL_STATES, Fill, Order
+from schemas import TERMINAL_STATES, Fill, Order, OrderState
 
 #: the text values of the terminal states, as a ``text[]`` parameter
 TERMINAL_STATE_VALUES = sorted(state.value for state in TERMINAL_STATES)
@@ -198,6 +198,26 @@ RENEW_CLAIMS = (
 RELEASE_CLAIMS = (
     "UPDATE orders SET owner = NULL, lease_until = NULL "
     "WHERE client_order_id = ANY($2::text[]) AND owner = $1::text"
+)
+REJECT_ORDERS = (
+    # Dead-lettered after step 2 (agents/executor.py): reject, with its reason, each row that is
+    # still PENDING (never placed) and whose claim is free, expired or the caller's ($3), clear
+    # the claim, and record the audit event, in one statement. Rows are locked in id order (the
+    # lock order of every batch here).
+    "WITH r AS (SELECT id, reason FROM unnest($1::text[], $2::text[]) AS r(id, reason)), "
+    "target AS (SELECT o.client_order_id FROM orders AS o JOIN r ON r.id = o.client_order_id "
+    f"WHERE o.state = '{OrderState.PENDING.value}' "
+    "AND (o.owner IS NULL OR o.owner = $3::text OR o.lease_until < now()) "
+    "ORDER BY o.client_order_id FOR UPDATE OF o), "
+    "rejected AS ("
+    f"UPDATE orders AS o SET state = '{OrderState.REJECTED.value}', reason = r.reason, updated_at = $4, "
+    "owner = NULL, lease_until = NULL "
+    "FROM target AS t JOIN r ON r.id = t.client_order_id WHERE o.client_order_id = t.client_order_id "
+    "RETURNING o.client_order_id, o.broker, o.symbol, o.reason, o.updated_at), "
+    "events AS (INSERT INTO order_events (client_order_id, ts, state, previous_state, reason, broker, symbol) "
+    f"SELECT client_order_id, updated_at, '{OrderState.REJECTED.value}', '{OrderState.PENDING.value}', "
+    "reason, broker, symbol FROM rejected ORDER BY client_order_id) "
+    "SELECT client_order_id, broker, symbol, reason, updated_at FROM rejected ORDER BY client_order_id"
 )
 CLAIM_EXPIRED = (
     # The sweep. SKIP LOCKED: a row another sweeper (or a claim_orders) is taking right now is

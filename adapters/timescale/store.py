@@ -52,6 +52,7 @@ from adapters.timescale.sql import (
     ORDER_COLUMNS,
     ORPHAN_WATERMARKS,
     RECORD_FEES,
+    REJECT_ORDERS,
     RELEASE_CLAIMS,
     RENEW_CLAIMS,
     SAVE_TRANSITION,
@@ -234,6 +235,25 @@ class TimescaleStore:
         executor takes them at once. Claims held by others are untouched."""
         if client_order_ids:
             await self._statement("release_claims", RELEASE_CLAIMS, owner, sorted(set(client_order_ids)))
+
+    async def reject_orders(
+        self, rejections: Sequence[tuple[str, str]], *, owner: str, at: datetime
+    ) -> list[OrderEvent]:
+        """Reject the still-PENDING orders a dead-lettered message left behind, one statement
+        (``sql.REJECT_ORDERS``); see ``OrderStore.reject_orders``. The first reason of an id wins."""
+        reasons: dict[str, str] = {}
+        for cid, reason in rejections:
+            reasons.setdefault(cid, reason)
+        if not reasons:
+            return []
+        ids = sorted(reasons)
+        rows = await self._statement("reject_orders", REJECT_ORDERS, ids, [reasons[cid] for cid in ids], owner, at)
+        return [
+            OrderEvent(client_order_id=row["client_order_id"], broker=Broker(row["broker"]), symbol=row["symbol"],
+                       state=OrderState.REJECTED, previous_state=OrderState.PENDING, reason=row["reason"],
+                       ts=row["updated_at"])
+            for row in rows
+        ]
 
     async def get_orders(self, client_order_ids: Sequence[str]) -> dict[str, Order]:
         if not client_order_ids:
