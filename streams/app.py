@@ -9,9 +9,12 @@ app's composition itself.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import importlib.util
 import logging
+import os
+import threading
 from typing import Any
 
 import faust
@@ -64,8 +67,47 @@ class ExecutionApp(faust.App):
         gc.freeze()
 
     async def on_stop(self) -> None:
-        await super().on_stop()
-        await self.bootstrap.close()
+        """The stop's first step (the agents, consumer and producer are stopped after it): Faust
+        waits here for batches in progress, commits, and flushes the producer. In a worker process
+        a watchdog bounds the whole stop to ``SHUTDOWN_GRACE``; this step gets half of it, so
+        the children (agents handing their claims over) still have time of their own."""
+        if self.in_worker:
+            _arm_exit_watchdog(transport.SHUTDOWN_GRACE)
+        try:
+            await asyncio.wait_for(super().on_stop(), timeout=transport.SHUTDOWN_GRACE / 2)
+        except TimeoutError:
+            log.warning("stopping: waiting for work in progress / flushing the producer took over %.1f s; "
+                        "going on (nothing unfinished is committed)", transport.SHUTDOWN_GRACE / 2)
+
+    async def on_shutdown(self) -> None:
+        """After the agents stopped (and released what they could): close the composition's
+        pools and clients, bounded like the rest of the stop."""
+        await super().on_shutdown()
+        try:
+            await asyncio.wait_for(self.bootstrap.close(), timeout=2.0)
+        except TimeoutError:
+            log.warning("stopping: closing the database pool / venue clients took over 2 s; exiting anyway")
+
+
+def _arm_exit_watchdog(grace: float) -> None:
+    """Exit the process ``grace`` seconds from now if it is still running: the last resort of a
+    stop that hangs anyway (a library waiting on an unreachable peer, a blocked event loop). A
+    thread, not a task, so a stuck loop cannot hold it up. Exiting there commits nothing more:
+    whatever was not committed is processed again after the restart, idempotently."""
+
+    def expire() -> None:
+        log.critical("stopping took longer than SHUTDOWN_GRACE=%.1f s (an unreachable broker, database "
+                     "or venue?); exiting now without committing anything more", grace)
+        logging.shutdown()
+        os._exit(EXIT_STOP_TIMED_OUT)
+
+    timer = threading.Timer(grace, expire)
+    timer.daemon = True
+    timer.start()
+
+
+#: the exit status of a worker whose graceful stop overran SHUTDOWN_GRACE
+EXIT_STOP_TIMED_OUT = 1
 
 
 def build_app(
@@ -75,6 +117,7 @@ def build_app(
     settings = settings or (bootstrap.settings if bootstrap is not None else get_settings())
     _use_event_loop(settings.event_loop)
     transport.FETCH_MAX_WAIT_MS = settings.fetch_max_wait_ms
+    transport.SHUTDOWN_GRACE = settings.shutdown_grace
     app = ExecutionApp(
         settings.consumer_group(),
         broker=f"kafka://{settings.kafka_bootstrap}",

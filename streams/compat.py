@@ -113,8 +113,18 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(FAUST, "faust.transport.conductor:Conductor", "acks_enabled_for", _DRAIN, params=("topic",)),
     Requirement(MODE, "mode:Service", "_stopped", _DRAIN, kind="assigned"),
     Requirement(MODE, "mode:Service", "diag", _DRAIN, kind="assigned"),
-    # streams/app.py: the tuned transport
+    # streams/transport.py: a stop bounded by SHUTDOWN_GRACE
+    Requirement(FAUST, "faust.transport.consumer:ThreadDelegateConsumer", "_commit",
+                "streams/transport.py TunedConsumer._commit (bounded while stopping)", params=("offsets",)),
+    Requirement(FAUST, "faust.transport.consumer:Consumer", "wait_empty",
+                "streams/transport.py TunedConsumer.wait_empty (bounded while stopping)", params=()),
+    Requirement(FAUST, "faust.transport.consumer:Consumer", "_unacked_messages",
+                "streams/transport.py TunedConsumer.wait_empty", kind="assigned"),
+    Requirement(MODE, "mode:Service", "shutdown_timeout",
+                "streams/transport.py TunedConsumer._new_consumer_thread (the consumer thread's stop)"),
+    # streams/app.py: the tuned transport, and the exit watchdog armed only in a worker process
     Requirement(FAUST, "faust:App", "_new_transport", "streams/app.py ExecutionApp", params=()),
+    Requirement(FAUST, "faust:App", "in_worker", "streams/app.py ExecutionApp.on_stop"),
     # agents/publish.py: the producer behind Publisher, called positionally
     Requirement(FAUST, "faust:App", "maybe_start_producer", "agents/publish.py Publisher", params=()),
     Requirement(FAUST, "faust.transport.drivers.aiokafka:Producer", "send", "agents/publish.py Publisher",

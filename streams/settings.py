@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     #: fails (Faust's default is 1200 s). A failed delivery holds its batch unacked and is retried
     #: (agents/publish.py), so this bounds how long a broker outage goes unnoticed per batch.
     producer_request_timeout: float = Field(30.0, alias="KAFKA_PRODUCER_REQUEST_TIMEOUT")
+    #: seconds a worker asked to stop (SIGTERM) spends finishing: waiting for batches in progress,
+    #: committing what is done, handing claims over. Past it the worker exits anyway, committing
+    #: nothing more (what is not committed is processed again, idempotently, after the restart):
+    #: a stop never hangs on an unreachable broker, database or venue. Orchestrators SIGKILL 10 s
+    #: after SIGTERM by default (Docker, Kubernetes' 30 s grace is longer), so it stays under that.
+    shutdown_grace: float = Field(8.0, alias="SHUTDOWN_GRACE")
     #: a batch closes when nothing more is queued for the agent, at ``batch_max`` messages, or
     #: ``batch_window`` seconds after its first message, whichever first (agents/batches.py)
     batch_max: int = Field(500, alias="AGENT_BATCH_MAX")

@@ -11,16 +11,22 @@ Everything else is Faust's own code path (faust-streaming is pinned, since this 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Mapping
 from typing import Any, ClassVar, cast
 
 import aiokafka
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import ConsumerT
+from faust.types import TP, ConsumerT
 from mode import Service
 
 #: set by ``streams.app.build_app`` from Settings.fetch_max_wait_ms before the worker starts
 FETCH_MAX_WAIT_MS = 10
+#: set by ``streams.app.build_app`` from Settings.shutdown_grace: the whole stop's budget
+SHUTDOWN_GRACE = 8.0
+
+log = logging.getLogger(__name__)
 
 
 class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -106,7 +112,40 @@ class TunedConsumer(faust_aiokafka.Consumer):
             unset_flag(CONSUMER_FETCHING)
 
     def _new_consumer_thread(self) -> TunedConsumerThread:
-        return TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        thread = TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        # mode waits up to 60 s for the consumer thread's own shutdown (aiokafka leaving the
+        # group, closing its fetcher), which never completes while the broker is unreachable
+        thread.shutdown_timeout = SHUTDOWN_GRACE / 4
+        return thread
+
+    # -- a stop never hangs on the broker or on an agent that cannot finish ---------------------
+    #
+    # Faust's stop first waits for every message handed to an agent to be acked (``wait_empty``),
+    # committing meanwhile, then commits once more. An agent holding a batch while the database
+    # is down retries it until it passes (agents.batches), so that wait never ends; and with the
+    # broker gone, aiokafka's commit looks for the group coordinator forever. While the app is
+    # stopping, both are bounded: what is not finished by then is not acked, so not committed,
+    # and is processed again after the restart (every step is idempotent).
+
+    async def wait_empty(self) -> None:
+        if not self.app.should_stop:
+            await super().wait_empty()  # a rebalance: Faust's own wait
+            return
+        try:
+            await asyncio.wait_for(super().wait_empty(), timeout=SHUTDOWN_GRACE / 3)
+        except TimeoutError:
+            log.warning("stopping with %d message(s) still in progress; their offsets are not committed, "
+                        "they are processed again after the restart", len(self._unacked_messages))
+
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        if not self.app.should_stop:
+            return await super()._commit(offsets)
+        try:
+            return await asyncio.wait_for(super()._commit(offsets), timeout=min(2.0, SHUTDOWN_GRACE / 4))
+        except TimeoutError:
+            log.warning("stopping: committing offsets timed out (broker unreachable?); not committed, "
+                        "processed again after the restart")
+            return False
 
 
 class TunedTransport(faust_aiokafka.Transport):
