@@ -251,7 +251,7 @@ class ExecutionService:
         finally:
             self._inflight -= ids
         report = ReconcileReport(len(orders), len(orders) - len(replace), len(replace))
-        log.info("reconcile %s: %s", self.broker.name, report)
+        (log.info if report.checked else log.debug)("reconcile %s: %s", self.broker.name, report)
         return report, ids - outcome.unresolved
 
     async def _resume(
