@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from venues.common.control import AppServer, Controlled, add_control_routes, is_control_path
+from venues.common.control import AppServer, Controlled, ExtraRoutes, add_control_routes, is_control_path
 from venues.common.faults import Fault, Op
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -70,10 +70,18 @@ def drop(request: web.Request) -> web.StreamResponse:
 
 
 class HttpVenueServer(AppServer):
-    """``handler`` serves the venue's API on every path but ``/_sim/...``, behind the fault layer."""
+    """``handler`` serves the venue's API on every path but ``/_sim/...``, behind the fault layer.
 
-    def __init__(self, target: Controlled, handler: Handler, classify: Classify) -> None:
+    ``extra_routes`` adds the venue's own control routes (MT4's ``POST /_sim/price``), registered
+    before the catch-all so they are served like the shared ones: never faulted, never counted.
+    """
+
+    def __init__(
+        self, target: Controlled, handler: Handler, classify: Classify, *, extra_routes: ExtraRoutes | None = None
+    ) -> None:
         app = web.Application(middlewares=[fault_middleware(target, classify)])
         add_control_routes(app.router, target)
+        if extra_routes is not None:
+            extra_routes(app.router)
         app.router.add_route("*", "/{tail:.*}", handler)
         super().__init__(app)
