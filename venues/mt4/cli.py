@@ -25,7 +25,13 @@ from venues.common.cli import (
     probability,
     run_standalone,
 )
-from venues.mt4.engine import DEFAULT_BALANCE, DEFAULT_COMMISSION_PER_LOT, DEFAULT_LEVERAGE, DEFAULT_LOGIN
+from venues.mt4.engine import (
+    DEFAULT_BALANCE,
+    DEFAULT_COMMISSION_PER_LOT,
+    DEFAULT_LEVERAGE,
+    DEFAULT_LOGIN,
+    DEFAULT_PRICE_PATH,
+)
 from venues.mt4.http import Mt4Simulator
 from venues.mt4.knobs import TradeKnobs
 from venues.mt4.symbols import DEFAULT_SYMBOLS
@@ -75,6 +81,8 @@ def parser() -> argparse.ArgumentParser:
     venue.add_argument("--busy-rate", type=probability, default=0.0, metavar="P",
                        help="share of trading operations answered 146 trade context busy")
     add_price_flags(p)
+    # FX moves about half a pip per half-second tick, not the crypto default's five
+    p.set_defaults(volatility=DEFAULT_PRICE_PATH.volatility)
     add_fault_flags(p)
     return p
 

@@ -73,6 +73,8 @@ DEFAULT_LOGIN = 5012345
 DEFAULT_BALANCE = Decimal(10_000)
 DEFAULT_LEVERAGE = 100
 DEFAULT_COMMISSION_PER_LOT = Decimal("7.00")
+#: FX moves about half a pip per tick, not the shared path's crypto-sized default
+DEFAULT_PRICE_PATH = PricePath(volatility=Decimal("0.00005"))
 
 
 class Mt4Engine:
@@ -113,7 +115,7 @@ class Mt4Engine:
         self.commission_per_lot = Decimal(commission_per_lot)
         self.knobs = knobs or TradeKnobs()
         self._clock = clock
-        self.price_path = price_path or PricePath()
+        self.price_path = price_path or DEFAULT_PRICE_PATH
         #: each symbol's BID along the path (the ask is bid + spread)
         self.prices = PriceBook(
             self.price_path,
