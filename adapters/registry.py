@@ -41,5 +41,6 @@ def default_registry() -> VenueRegistry:
     """Every venue this build knows (settings decide which are enabled)."""
     from adapters.binance.plugin import PLUGIN as BINANCE
     from adapters.ibkr.plugin import PLUGIN as IBKR
+    from adapters.mt4.plugin import PLUGIN as MT4
 
-    return VenueRegistry((BINANCE, IBKR))
+    return VenueRegistry((BINANCE, IBKR, MT4))

@@ -19,7 +19,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from itertools import count
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
+
+import pytest
+from pydantic import SecretStr
 
 from adapters.registry import default_registry
 from adapters.venue import VenueSettings
@@ -418,6 +421,115 @@ class IbkrHarness(VenueHarness):
         return Rejection(self.order(symbol="ZZZZ"), 200, r"No security definition has been found")
 
 
-#: every venue the suite runs against; MT4 (REST bridge simulator) adds its harness here when
-#: its adapter lands
-HARNESSES: tuple[type[VenueHarness], ...] = (BinanceHarness, IbkrHarness)
+# -- MT4 (REST bridge) ---------------------------------------------------------------------------
+
+#: MT4 ticket state -> our state, from the bridge contract (README "MT4 bridge contract"),
+#: independently of ``adapters/mt4/parsing.py``: a ticket that opened was executed in full
+_MT4_STATES: dict[str, OrderState] = {
+    "pending": OrderState.SUBMITTED,
+    "open": OrderState.FILLED,
+    "closed": OrderState.FILLED,
+    "deleted": OrderState.CANCELLED,
+}
+
+
+class Mt4Harness(VenueHarness):
+    """``venues/mt4/`` (``Mt4Simulator``, the REST bridge over real HTTP) and the httpx ``Mt4Adapter``.
+
+    Quantities are base-currency units (10 000 EURUSD = 0.10 lot); prices are the bid, as on an MT4
+    chart. MT4's rate limit is its single trade context: "146 trade context busy"."""
+
+    name = "mt4"
+    broker = Broker.MT4
+    asset_class = AssetClass.FX
+    symbol = "EURUSD"
+    base_quantity = Decimal(10_000)
+    tick = Decimal("0.00001")
+    placement_key = "POST /order/place"
+    _contract_size = Decimal(100_000)
+
+    def __init__(self) -> None:
+        super().__init__()
+        from venues.mt4 import Mt4Simulator
+
+        self._sim = Mt4Simulator(price_path=STILL, api_token=MT4_SIM_TOKEN)
+
+    @property
+    def sim(self) -> Controlled:
+        return self._sim
+
+    async def start_simulator(self) -> None:
+        await self._sim.start()
+
+    async def stop_simulator(self) -> None:
+        await self._sim.stop()
+
+    def settings(self) -> VenueSettings:
+        return mt4_test_config(self._sim.base_url)
+
+    def price(self) -> Decimal:
+        return self._sim.engine.bid_ask(self.symbol)[0]
+
+    def set_price(self, price: Decimal) -> None:
+        self._sim.set_price(self.symbol, price)
+
+    def advance(self) -> None:
+        self._sim.tick()
+
+    def set_partial_fill_steps(self, steps: int) -> None:
+        pytest.skip("MT4 executes a triggered pending order in one deal: its tickets have no partial fills "
+                    "(partial closes are covered in tests/contract/test_mt4_adapter.py)")
+
+    def tighten_rate_limit(self) -> None:
+        # every placement attempt of the burst, and half as many again, finds the trade context busy
+        self._sim.knobs.update({"busy_next": self.burst + self.burst // 2})
+
+    @property
+    def throttled(self) -> int:
+        return self._sim.stats.errors.get(146, 0)
+
+    def venue_view(self, client_order_id: str) -> VenueView | None:
+        tickets = [t for t in self._sim.engine.orders_for_client(client_order_id) if t.client_id == client_order_id]
+        placed = [t for t in tickets if t.from_ticket is None]  # remainders of partial closes are not placements
+        if not placed:
+            return None
+        latest = placed[-1]
+        filled = sum((t.volume for t in tickets if t.state in ("open", "closed")), Decimal(0)) * self._contract_size
+        return VenueView(client_order_id=client_order_id, placements=len(placed), state=_MT4_STATES[latest.state],
+                         raw_status=latest.state, filled_quantity=filled.normalize())
+
+    def rejection(self, kind: RejectionKind) -> Rejection:
+        if kind == "insufficient_balance":
+            # 20 lots EURUSD need ~21 700 USD margin at 1:100; the account holds 10 000
+            return Rejection(self.order(quantity=Decimal(2_000_000)), 134, r"not enough money")
+        if kind == "invalid_quantity":
+            # a whole number of lot steps, but 101 lots: above MT4's maximum of 100
+            return Rejection(self.order(quantity=Decimal(10_100_000)), 131, r"invalid trade volume")
+        return Rejection(self.order(symbol="EURCHF"), 4106, r"unknown symbol")
+
+
+#: the bridge simulator's bearer token in the suite: the adapter must send it (and never log it)
+MT4_SIM_TOKEN = "mt4-sim-token-5d1e"
+
+
+def mt4_test_config(base_url: str, **overrides: Any) -> VenueSettings:
+    """``Mt4Config`` for a simulator: every field given (the shell's ``MT4_*`` never leaks in),
+    short timeouts, a fast backoff and 50 ms polls."""
+    from adapters.mt4.config import Mt4Config
+
+    values: dict[str, Any] = {
+        **{name: field.get_default(call_default_factory=True) for name, field in Mt4Config.model_fields.items()},
+        "enabled": True,
+        "base_url": base_url,
+        "api_token": SecretStr(MT4_SIM_TOKEN),
+        "connect_timeout": 2.0,
+        "read_timeout": 3.0,
+        "poll_interval": 0.05,
+        "backoff": Backoff(attempts=4, base=0.01, factor=2.0, cap=0.05),
+    }
+    values.update(overrides)
+    return Mt4Config(**values)
+
+
+#: every venue the suite runs against
+HARNESSES: tuple[type[VenueHarness], ...] = (BinanceHarness, IbkrHarness, Mt4Harness)

@@ -101,14 +101,14 @@ def test_the_registry_lists_binance_with_its_capabilities() -> None:
 
 def test_reading_the_registry_does_not_load_ccxt() -> None:
     """A router-only worker reads the registry (to learn which venues are enabled) and never trades:
-    it must not pay for importing ccxt."""
+    it must not pay for importing ccxt (nor ib_async, nor httpx for MT4)."""
     probe = (
         "import sys\n"
         "from adapters.registry import default_registry\n"
         "from schemas import Broker\n"
         "plugin = default_registry().get(Broker.BINANCE)\n"
         "assert plugin is not None and plugin.settings(enabled=False).enabled is False\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('ccxt', 'aiohttp', 'ib_async'))\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('ccxt', 'aiohttp', 'ib_async', 'httpx'))\n"
         "binance = sorted(m for m in sys.modules if m.startswith('adapters.binance'))\n"
         "print(loaded, binance)\n"
     )

@@ -163,10 +163,12 @@ async def test_the_same_composition_on_a_manual_clock_repeats_exactly() -> None:
 
 def test_the_default_registry_lists_the_venue_plugins() -> None:
     registry = default_registry()
-    assert [p.broker for p in registry] == [Broker.BINANCE, Broker.IBKR]
-    binance, ibkr = registry
+    assert [p.broker for p in registry] == [Broker.BINANCE, Broker.IBKR, Broker.MT4]
+    binance, ibkr, mt4 = registry
     assert binance.fill_delivery == "poll" and binance.priced_classes == frozenset({AssetClass.CRYPTO})
     assert ibkr.fill_delivery == "push"
     assert ibkr.priced_classes == frozenset({AssetClass.EQUITY, AssetClass.OPTION, AssetClass.FUTURE})
     assert ibkr.secondary_for(ibkr.settings(fx_secondary=True)) == frozenset({AssetClass.FX})
     assert ibkr.secondary_for(ibkr.settings()) == frozenset()
+    assert mt4.fill_delivery == "poll" and mt4.priced_classes == frozenset({AssetClass.FX})
+    assert mt4.secondary_for(mt4.settings()) == frozenset()
