@@ -40,7 +40,7 @@ from typing import Any
 from adapters.ibkr.config import DisconnectedPolicy, IbkrConfig
 from adapters.ibkr.connection import IbkrConnection
 from adapters.ibkr.contracts import ContractCache, UnsupportedContract, spec_for
-from adapters.ibkr.parsing import PACING_VIOLATION, dec, last_error, tickets, verdict
+from adapters.ibkr.parsing import PACING_VIOLATION, dec, last_error, tickets, undo_informational_cancel, verdict
 from execution.clock import SYSTEM_CLOCK, Clock
 from execution.mapper import ExchangeMapper, UnknownSymbol
 from execution.ports import (
@@ -217,30 +217,34 @@ class IbkrAdapter:
 
     async def _find(self, client_order_id: str) -> Any | None:
         """The entry trade with this orderRef: known to this session, else asked from IB (all
-        clients' open orders, completed orders, then executions)."""
+        clients' open orders, completed orders, then executions). A trade only this session
+        knows (placed, never acknowledged: a lost answer) is not IB's word: IB is asked, and
+        if it lists nothing the answer is None."""
         try:
             # one round trip first: whatever IB sent before its answer has been read, so the
             # session's view of the order is as current as IB's (a lookup is authoritative)
             await asyncio.wait_for(self.ib.reqCurrentTimeAsync(), self.config.request_timeout)
             trade = self._local(client_order_id)
-            if trade is not None:
+            if trade is not None and _answered(trade):
                 return trade
             await asyncio.wait_for(self.ib.reqAllOpenOrdersAsync(), self.config.request_timeout)
             trade = self._local(client_order_id)
-            if trade is None:
+            if trade is None or not _answered(trade):
                 await asyncio.wait_for(self.ib.reqCompletedOrdersAsync(False), self.config.request_timeout)
                 trade = self._local(client_order_id)
             await asyncio.wait_for(self.ib.reqExecutionsAsync(), self.config.request_timeout)
         except (TimeoutError, ConnectionError) as exc:
             raise BrokerUnavailable(f"IBKR lookup of {client_order_id} failed: {exc!r}") from exc
-        return trade or self._local(client_order_id)
+        trade = self._local(client_order_id)
+        return trade if trade is not None and _answered(trade) else None
 
     def _local(self, client_order_id: str) -> Any | None:
         found = [t for t in self.ib.trades() if t.order.orderRef == client_order_id]
         if not found:
             return None
-        # a reconnect may list one order twice (open, then completed): the most advanced wins
-        return max(found, key=lambda t: (t.isDone(), t.orderStatus.filled))
+        # a reconnect may list one order twice (open, then completed): the most advanced wins,
+        # and anything IB answered before a copy it never acknowledged
+        return max(found, key=lambda t: (_answered(t), t.isDone(), t.orderStatus.filled))
 
     def _executions(self, client_order_id: str, trade: Any | None = None) -> list[Any]:
         """IB's executions of the order (ib_async keeps them per session), in cumulative order."""
@@ -299,6 +303,7 @@ class IbkrAdapter:
 
     def _on_status(self, trade: Any) -> None:
         self._updated.set()
+        undo_informational_cancel(trade)  # IB keeps working an order a notice was about
         watched = self._watched.get(trade.order.orderRef)
         if watched is None:
             return

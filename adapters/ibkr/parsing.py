@@ -149,8 +149,33 @@ def tickets(order: Order, *, account: str, oca_group: str) -> list[Any]:
 
 
 def last_error(log: Sequence[Any]) -> tuple[int, str]:
-    """The last error code ib_async logged on a trade, with its message (0, "" if none)."""
+    """The error code that explains a trade's current status, with its message (0, "" if none).
+
+    The last code ib_async logged, except an informational one (``is_informational``) that IB
+    has reported the order since: a 2104 or 10349 followed by IB's own ``Cancelled`` status
+    (a real cancel) must not make that cancel look like a notice."""
+    reported_since = False
     for entry in reversed(log):
-        if getattr(entry, "errorCode", 0):
-            return int(entry.errorCode), str(entry.message)
+        code = int(getattr(entry, "errorCode", 0) or 0)
+        if not code:
+            reported_since = True
+        elif not (reported_since and is_informational(code)):
+            return code, str(entry.message)
     return 0, ""
+
+
+def undo_informational_cancel(trade: Any) -> bool:
+    """Put back the status of a trade ib_async marked ``Cancelled`` on an informational code.
+
+    ib_async cancels a trade locally on every error code it does not list as a warning, 10349
+    ("TIF set to DAY by preset") among them, while IB keeps working the order. Left so, the
+    trade looks done: a cancel would not be sent for it, and IB's real ``Cancelled`` later would
+    change nothing ib_async reports. Returns True if the status was put back."""
+    log = trade.log
+    if trade.orderStatus.status != "Cancelled" or not log:
+        return False
+    code = int(getattr(log[-1], "errorCode", 0) or 0)
+    if not code or not is_informational(code) or log[-1].status != "Cancelled":
+        return False
+    trade.orderStatus.status = log[-2].status if len(log) > 1 else "PendingSubmit"
+    return True
