@@ -91,6 +91,10 @@ class IbkrAdapter:
         self._reported: OrderedDict[str, None] = OrderedDict()
         #: set on every order update or error from IB: placement and cancel wait on it
         self._updated = asyncio.Event()
+        #: ib_async keys currentTime, openOrders and completedOrders requests by name: a second
+        #: one in flight replaces the first's future, which then never resolves (a timeout). One
+        #: lookup at a time, so concurrent queries (a resolver asking about many orders) all answer
+        self._lookups = asyncio.Lock()
         self.connection.on_connected(self._resync)
         self.ib.errorEvent += self._on_any
         self.ib.openOrderEvent += self._on_any
@@ -216,6 +220,10 @@ class IbkrAdapter:
         return self._status(order.client_order_id, trade)
 
     async def _find(self, client_order_id: str) -> Any | None:
+        async with self._lookups:
+            return await self._lookup(client_order_id)
+
+    async def _lookup(self, client_order_id: str) -> Any | None:
         """The entry trade with this orderRef: known to this session, else asked from IB (all
         clients' open orders, completed orders, then executions). A trade only this session
         knows (placed, never acknowledged: a lost answer) is not IB's word: IB is asked, and
@@ -369,9 +377,10 @@ class IbkrAdapter:
             if not foreign or not self.connection.usable or self.connection.is_master:
                 continue
             try:
-                await asyncio.wait_for(self.ib.reqAllOpenOrdersAsync(), self.config.request_timeout)
-                await asyncio.wait_for(self.ib.reqCompletedOrdersAsync(False), self.config.request_timeout)
-                await asyncio.wait_for(self.ib.reqExecutionsAsync(), self.config.request_timeout)
+                async with self._lookups:
+                    await asyncio.wait_for(self.ib.reqAllOpenOrdersAsync(), self.config.request_timeout)
+                    await asyncio.wait_for(self.ib.reqCompletedOrdersAsync(False), self.config.request_timeout)
+                    await asyncio.wait_for(self.ib.reqExecutionsAsync(), self.config.request_timeout)
                 await self._push_current(foreign)
             except Exception as exc:
                 log.warning("IBKR refresh of %d taken-over order(s) failed: %r", len(foreign), exc)
