@@ -24,12 +24,14 @@ Nothing here is safe for several processes; within one event loop every method i
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from execution.fills import (
     AppliedFill,
@@ -42,8 +44,9 @@ from execution.fills import (
     first_of_each,
     move_positions,
 )
+from execution.nav_arb import EpisodeRecord, PairWrite, SpreadRow, StaleNavState, StoredPair
 from execution.ports import ClaimResult, FillFee
-from schemas import Broker, Fill, Order, OrderEvent, OrderState, Position, utcnow
+from schemas import Broker, Fill, Order, OrderEvent, OrderState, Position, Signal, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,16 @@ class _Claim:
 
     owner: str
     lease_until: datetime
+
+
+@dataclass(slots=True)
+class _NavPair:
+    """One ``nav_pairs`` row."""
+
+    version: int
+    state: dict[str, Any]
+    outbox: tuple[Signal, ...]
+    outbox_sent: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +102,10 @@ class InMemoryStore:
         self._executors: dict[str, Broker] = {}
         #: ``orders.owner`` / ``lease_until`` of the claimed orders
         self._claims: dict[str, _Claim] = {}
+        #: the NAV-arb tables: nav_pairs, nav_spreads (by pair and ts), nav_episodes
+        self._nav_pairs: dict[str, _NavPair] = {}
+        self._nav_spreads: dict[tuple[str, datetime], SpreadRow] = {}
+        self._nav_episodes: list[EpisodeRecord] = []
 
     async def close(self) -> None:
         """Nothing to release; here so a composition closes every store alike."""
@@ -263,6 +280,48 @@ class InMemoryStore:
         with punctuation differently)."""
         keys = sorted(k for k in self._positions if broker is None or k[0] == broker)
         return [self._positions[k] for k in keys]
+
+    # ---- NavArbStore: the rules of adapters/timescale/nav.py ----------------------------------
+
+    async def load_nav_pairs(self, known: Mapping[str, int]) -> dict[str, StoredPair]:
+        found: dict[str, StoredPair] = {}
+        for pair, cached in known.items():
+            row = self._nav_pairs.get(pair)
+            if row is not None:
+                found[pair] = StoredPair(row.version, None if row.version == cached else copy.deepcopy(row.state),
+                                         () if row.outbox_sent else row.outbox)
+        return found
+
+    async def save_nav(self, writes: Sequence[PairWrite], spreads: Sequence[SpreadRow],
+                       episodes: Sequence[EpisodeRecord]) -> None:
+        stale = [w.pair for w in writes
+                 if (self._nav_pairs[w.pair].version if w.pair in self._nav_pairs else 0) != w.expected]
+        if stale:
+            raise StaleNavState(stale)
+        for w in writes:
+            before = self._nav_pairs.get(w.pair)
+            outbox, sent = (w.outbox, False) if w.outbox is not None else (
+                (before.outbox, before.outbox_sent) if before is not None else ((), True))
+            self._nav_pairs[w.pair] = _NavPair(w.version, copy.deepcopy(w.state), outbox, sent)
+        for row in spreads:
+            self._nav_spreads.setdefault((row.pair, row.ts), row)
+        self._nav_episodes.extend(episodes)
+
+    async def mark_nav_outbox_sent(self, sent: Mapping[str, int]) -> None:
+        for pair, version in sent.items():
+            row = self._nav_pairs.get(pair)
+            if row is not None and row.version == version:
+                row.outbox_sent = True
+
+    async def unsent_nav_outboxes(self) -> dict[str, StoredPair]:
+        return {pair: StoredPair(row.version, copy.deepcopy(row.state), row.outbox)
+                for pair, row in sorted(self._nav_pairs.items()) if not row.outbox_sent}
+
+    async def nav_spreads(self, pair: str) -> list[SpreadRow]:
+        return [row for (p, _), row in sorted(self._nav_spreads.items()) if p == pair]
+
+    async def nav_episodes(self, pair: str) -> list[EpisodeRecord]:
+        return [e for e in self._nav_episodes if e.pair == pair]
 
     # ---- read helpers (the same as TimescaleStore's) -----------------------------------------
 

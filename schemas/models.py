@@ -333,7 +333,13 @@ class Fill(WireModel):
 
 
 class OrderEvent(WireModel):
-    """One state transition on ``order-events``, keyed by client_order_id: the audit trail."""
+    """One state transition on ``order-events``, keyed by client_order_id: the audit trail.
+
+    ``strategy``, ``group_id``, ``filled_quantity`` and ``avg_fill_price`` come from the order
+    (``OrderEvent.of``), so a strategy can follow its own orders from the topic alone: the
+    NAV-arb agent (agents/nav_arb.py) re-keys its legs' events by pair and needs the filled
+    quantity of a terminal leg to close or unwind exactly that. Optional on the wire: events
+    written by an older producer, or audit events built without the order at hand, have none."""
 
     client_order_id: Identifier
     broker: Broker
@@ -342,6 +348,10 @@ class OrderEvent(WireModel):
     previous_state: OrderState | None = None
     reason: Text = ""
     ts: Timestamp = Field(default_factory=utcnow)
+    strategy: StrategyName | None = None
+    group_id: Identifier | None = None
+    filled_quantity: NonNegativeDecimal | None = None
+    avg_fill_price: PositiveDecimal | None = None
 
     @classmethod
     def of(cls, order: Order, previous: OrderState | None) -> OrderEvent:
@@ -353,6 +363,10 @@ class OrderEvent(WireModel):
             previous_state=previous,
             reason=order.reason,
             ts=order.updated_at,
+            strategy=order.strategy,
+            group_id=order.group_id,
+            filled_quantity=order.filled_quantity,
+            avg_fill_price=order.avg_fill_price,
         )
 
 
@@ -366,14 +380,20 @@ class Position(WireModel):
 
 
 class NavQuote(WireModel):
-    """Trust price against its NAV (or spot x holdings per share) on ``nav.quotes``."""
+    """Trust price against its NAV (or spot x holdings per share) on ``nav.quotes``, keyed by pair.
+
+    ``ts`` is required: it orders a pair's quotes, and the NAV-arb legs' signal ids derive from it,
+    so a default of "now" would give a redelivered quote a new time, new leg ids and a second
+    trade. ``spot_price`` is the spot leg's price when the feeder knows it (it sizes the spot leg
+    and is its reference price); without it the agent asks the spot venue's market data."""
 
     pair: Identifier
     trust_symbol: Symbol
     spot_symbol: Symbol
     trust_price: PositiveDecimal
     nav_per_share: PositiveDecimal
-    ts: Timestamp = Field(default_factory=utcnow)
+    ts: Timestamp
+    spot_price: PositiveDecimal | None = None
 
 
 class DeadLetter(WireModel):

@@ -58,6 +58,11 @@ EVENT_COLUMNS: tuple[Column, ...] = (
     ("reason", "text"),
     ("broker", "text"),
     ("symbol", "text"),
+    # schemas/sql/006_nav_arb.sql: what the order-events topic carries besides the transition
+    ("strategy", "text"),
+    ("group_id", "text"),
+    ("filled_quantity", "numeric"),
+    ("avg_fill_price", "numeric"),
 )
 
 FILL_COLUMNS: tuple[Column, ...] = (
@@ -213,11 +218,15 @@ REJECT_ORDERS = (
     f"UPDATE orders AS o SET state = '{OrderState.REJECTED.value}', reason = r.reason, updated_at = $4, "
     "owner = NULL, lease_until = NULL "
     "FROM target AS t JOIN r ON r.id = t.client_order_id WHERE o.client_order_id = t.client_order_id "
-    "RETURNING o.client_order_id, o.broker, o.symbol, o.reason, o.updated_at), "
-    "events AS (INSERT INTO order_events (client_order_id, ts, state, previous_state, reason, broker, symbol) "
+    "RETURNING o.client_order_id, o.broker, o.symbol, o.reason, o.updated_at, o.strategy, o.group_id, "
+    "o.filled_quantity, o.avg_fill_price), "
+    "events AS (INSERT INTO order_events (client_order_id, ts, state, previous_state, reason, broker, symbol, "
+    "strategy, group_id, filled_quantity, avg_fill_price) "
     f"SELECT client_order_id, updated_at, '{OrderState.REJECTED.value}', '{OrderState.PENDING.value}', "
-    "reason, broker, symbol FROM rejected ORDER BY client_order_id) "
-    "SELECT client_order_id, broker, symbol, reason, updated_at FROM rejected ORDER BY client_order_id"
+    "reason, broker, symbol, strategy, group_id, filled_quantity, avg_fill_price FROM rejected "
+    "ORDER BY client_order_id) "
+    "SELECT client_order_id, broker, symbol, reason, updated_at, strategy, group_id, filled_quantity, "
+    "avg_fill_price FROM rejected ORDER BY client_order_id"
 )
 CLAIM_EXPIRED = (
     # The sweep. SKIP LOCKED: a row another sweeper (or a claim_orders) is taking right now is

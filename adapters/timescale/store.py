@@ -26,14 +26,14 @@ Why it is shaped like this:
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Self, TypeVar
 
 import asyncpg
 
-from adapters.timescale import queries
+from adapters.timescale import nav, queries
 from adapters.timescale.migrations import apply_migrations, load_migrations
 from adapters.timescale.sql import (
     ADVANCE_ORDERS,
@@ -71,6 +71,7 @@ from execution.fills import (
     first_of_each,
     move_positions,
 )
+from execution.nav_arb import EpisodeRecord, PairWrite, SpreadRow, StoredPair
 from execution.ports import ClaimResult, FillFee
 from schemas import Broker, Fill, Order, OrderEvent, OrderState, Position, utcnow
 
@@ -251,7 +252,8 @@ class TimescaleStore:
         return [
             OrderEvent(client_order_id=row["client_order_id"], broker=Broker(row["broker"]), symbol=row["symbol"],
                        state=OrderState.REJECTED, previous_state=OrderState.PENDING, reason=row["reason"],
-                       ts=row["updated_at"])
+                       ts=row["updated_at"], strategy=row["strategy"], group_id=row["group_id"],
+                       filled_quantity=row["filled_quantity"], avg_fill_price=row["avg_fill_price"])
             for row in rows
         ]
 
@@ -340,6 +342,34 @@ class TimescaleStore:
 
     async def positions(self, broker: Broker | None = None) -> list[Position]:
         return await queries.positions(self.pool, broker)
+
+    # ---- NavArbStore (execution/nav_arb.py): the NAV-arb agent's pairs, observations, episodes ----
+
+    async def load_nav_pairs(self, known: Mapping[str, int]) -> dict[str, StoredPair]:
+        """The rows of ``known``'s pairs; a pair's state only where the caller's version is not
+        the stored one, its outbox only while unsent (``adapters/timescale/nav.py``)."""
+        return await nav.load_pairs(self.pool, known)
+
+    async def save_nav(self, writes: Sequence[PairWrite], spreads: Sequence[SpreadRow],
+                       episodes: Sequence[EpisodeRecord]) -> None:
+        """One transaction: the pairs' new states (``StaleNavState`` if a stored version moved,
+        and nothing is saved), their observations and episode records."""
+        if writes or spreads or episodes:
+            await self._transaction("save_nav", lambda conn: nav.save(conn, writes, spreads, episodes))
+
+    async def mark_nav_outbox_sent(self, sent: Mapping[str, int]) -> None:
+        await nav.mark_sent(self.pool, sent)
+
+    async def unsent_nav_outboxes(self) -> dict[str, StoredPair]:
+        return await nav.unsent_outboxes(self.pool)
+
+    async def nav_spreads(self, pair: str) -> list[SpreadRow]:
+        """A pair's observations, oldest first."""
+        return await nav.spreads_of(self.pool, pair)
+
+    async def nav_episodes(self, pair: str) -> list[EpisodeRecord]:
+        """A pair's episode changes, in the order they were recorded."""
+        return await nav.episodes_of(self.pool, pair)
 
     # ---- read helpers (tests, operators): thin delegations to queries.py -----------------------
 

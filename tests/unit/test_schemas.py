@@ -369,7 +369,7 @@ def _sample_messages() -> dict[type[BaseModel], dict[str, Any]]:
         OrderEvent: OrderEvent.of(order, None).model_dump(mode="json"),
         Position: {"broker": "paper", "symbol": "BTC-USDT", "quantity": "-1", "avg_price": "100"},
         NavQuote: {"pair": "GBTC-BTC", "trust_symbol": "GBTC", "spot_symbol": "BTC-USD", "trust_price": "50",
-                   "nav_per_share": "52"},
+                   "nav_per_share": "52", "ts": "2026-01-01T00:00:00Z", "spot_price": "58000"},
     }
 
 
