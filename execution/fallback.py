@@ -75,7 +75,8 @@ class _Health:
             return None
         if fresh:  # one failed check is one failure, however many batches see its cached result
             self.breaker.record_failure("health check failed")
-        return f"{self.venue.name} failed health_check"
+        detail = getattr(self.venue, "unavailable_reason", "")  # a venue that can say why (IBKR)
+        return f"{self.venue.name} failed health_check" + (f" ({detail})" if detail else "")
 
 
 class CompositeBrokerAdapter:

@@ -278,8 +278,8 @@ class FillTracker:
         after part of it filled); ``status`` and every later status of the new venue order
         count from zero and are added to these."""
         cid = order.client_order_id
-        if venue_exec_id is None and cid in self._early and cid not in self._open \
-                and self._staged(outcome, cid) is None:
+        if venue_exec_id is None and cid not in self._open and self._staged(outcome, cid) is None \
+                and (cid in self._early or self._queued_for(cid)):
             # A push venue's executions of this order arrived before the order was known here
             # (while ``place`` awaited the venue's answer, or re-pushed by ``query`` on a
             # takeover): apply them first, so each fill carries the venue's execution id; the
@@ -447,8 +447,25 @@ class FillTracker:
             self._apply_fee(venue, fee, outcome, in_round)
         return order
 
+    def _queued_for(self, client_order_id: str) -> bool:
+        return any(not isinstance(u, VenueFee) and u.client_order_id == client_order_id for _, u in self._pushed)
+
     def _apply_early_executions(self, order: Order, outcome: BatchOutcome) -> Order:
+        cid = order.client_order_id
+        # pushed while ``place`` awaited the venue and not yet seen by the tracker's task: they
+        # join the held ones (in arrival order), so they are applied here, not after the answer
+        queued = [item for item in self._pushed if not isinstance(item[1], VenueFee) and item[1].client_order_id == cid]
+        if queued:
+            self._pushed = [item for item in self._pushed if item not in queued]
+            self._early.setdefault(cid, []).extend(queued)
         held = self._early.get(order.client_order_id, [])
+        exec_ids = {u.exec_id for _, u in held if isinstance(u, VenueExecution)}
+        fees = [item for item in self._pushed if isinstance(item[1], VenueFee) and item[1].exec_id in exec_ids]
+        if fees:  # their fees, queued too, ride on the fills made here (never on a fill not yet written)
+            self._pushed = [item for item in self._pushed if item not in fees]
+            for _, fee in fees:
+                assert isinstance(fee, VenueFee)
+                self._early_fees[fee.exec_id] = fee
         executions = sorted(((venue, update) for venue, update in held if isinstance(update, VenueExecution)),
                             key=lambda item: item[1].cumulative_quantity if isinstance(item[1], VenueExecution) else 0)
         if not executions:

@@ -211,6 +211,14 @@ class IbkrAdapter:
             raise BrokerUnavailable(self.unavailable_reason)
         trade = await self._find(order.client_order_id)
         if trade is None:
+            if order.venue_order_id and not self.connection.is_master:
+                # IB acknowledged this order once (its permId is on the row), so another client
+                # id placed it, and IB shows a client only its own completed orders and
+                # executions unless it is the master: "not found" proves nothing here.
+                raise BrokerUnavailable(
+                    f"IB acknowledged {order.client_order_id} (permId {order.venue_order_id}) but client "
+                    f"{self.connection.client_id} cannot see it; IBKR_MASTER_CLIENT_ID lets a takeover see "
+                    "every client's orders")
             return None
         self._watch(order, ours=trade.order.clientId == self.connection.client_id)
         # a takeover or a restart: the executions come again by push, each with its execId,
