@@ -72,6 +72,9 @@ def register_demo(sub: SubParsers) -> None:
     demo.add_argument("--malformed", type=int, default=5)
     demo.add_argument("--outage", type=float, default=3.0,
                       help="seconds of simulated Binance outage a third of the way in (0: none)")
+    demo.add_argument("--ibkr-restart", type=float, default=2.0,
+                      help="seconds IB Gateway's simulated nightly restart keeps the TWS simulator down, "
+                           "halfway through (0: none)")
     demo.set_defaults(handler=_demo)
 
 
@@ -79,7 +82,8 @@ def _demo(args: argparse.Namespace) -> int:
     require_extra("demo", DEMO_MODULES)
     from devstack.demo import run_demo
 
-    return run_demo(signals=args.signals, rate=args.rate, malformed=args.malformed, outage=args.outage)
+    return run_demo(signals=args.signals, rate=args.rate, malformed=args.malformed, outage=args.outage,
+                    ibkr_restart=args.ibkr_restart)
 
 
 # --------------------------------------------------------------------------- venue

