@@ -557,8 +557,11 @@ class FillTracker:
             if not self._pushed:
                 self._wake.clear()
                 if polling:
+                    # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation that
+                    # arrives just as the event is set, and the tracker would outlive its executor
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), tick)
+                        async with asyncio.timeout(tick):
+                            await self._wake.wait()
                 else:
                     await self._wake.wait()
             try:
