@@ -10,6 +10,7 @@ timestamps with a timezone; anything else fails here and is dead-lettered alone.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Self
@@ -31,6 +32,7 @@ from schemas.fields import (
     SignedDecimal,
     StrategyName,
     Symbol,
+    SymbolInput,
     Text,
     Timestamp,
 )
@@ -72,8 +74,29 @@ def _with_canonical_symbol(data: Any) -> Any:
     return data
 
 
+#: the prices each order type needs: the validator of ``OrderIntent`` enforces them, and the JSON
+#: Schema says them as if/then rules (``_order_type_rules``), so a producer validating against the
+#: schema learns what the router would dead-letter
+REQUIRED_PRICES: Mapping[OrderType, tuple[str, ...]] = {
+    OrderType.LIMIT: ("limit_price",),
+    OrderType.STOP: ("stop_price",),
+    OrderType.BRACKET: ("stop_price", "take_profit_price"),
+}
+
+
+def _order_type_rules(schema: dict[str, Any]) -> None:
+    """JSON Schema of ``REQUIRED_PRICES``: for each order type, its prices present and not null."""
+    schema["allOf"] = [
+        {"if": {"properties": {"order_type": {"const": kind.value}}, "required": ["order_type"]},
+         "then": {"required": list(prices), "properties": {name: {"not": {"type": "null"}} for name in prices}}}
+        for kind, prices in REQUIRED_PRICES.items()
+    ]
+
+
 class OrderIntent(WireModel):
     """The trading intent shared by a Signal and the OrderRequest routed from it."""
+
+    model_config = ConfigDict(json_schema_extra=_order_type_rules)
 
     signal_id: Identifier
     ts: Timestamp = Field(default_factory=utcnow)
@@ -90,7 +113,7 @@ class OrderIntent(WireModel):
     time_in_force: TimeInForce = TimeInForce.DAY
     group_id: Identifier | None = None
 
-    @field_validator("symbol", mode="before")
+    @field_validator("symbol", mode="before", json_schema_input_type=SymbolInput)
     @classmethod
     def _normalise_symbol(cls, value: Any) -> Any:
         # before validation, so a blank symbol fails min_length instead of becoming ""
@@ -106,13 +129,11 @@ class OrderIntent(WireModel):
     @model_validator(mode="after")
     def _prices_fit_order_type(self) -> Self:
         kind = self.order_type
-        if kind is OrderType.LIMIT and self.limit_price is None:
-            raise ValueError("LIMIT order needs limit_price")
-        if kind is OrderType.STOP and self.stop_price is None:
-            raise ValueError("STOP order needs stop_price")
+        needed = REQUIRED_PRICES.get(kind, ())
+        if any(getattr(self, name) is None for name in needed):
+            raise ValueError(f"{kind} order needs {' and '.join(needed)}")
         if kind is OrderType.BRACKET:
-            if self.stop_price is None or self.take_profit_price is None:
-                raise ValueError("BRACKET order needs stop_price and take_profit_price")
+            assert self.stop_price is not None and self.take_profit_price is not None
             entry = self.limit_price or self.reference_price
             if entry is not None:
                 low, high = (
