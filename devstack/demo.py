@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import json
 import os
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -144,6 +146,7 @@ async def _demo(n_mix: int, rate: float, n_malformed: int, outage: float, restar
             console.print(*await ibkr_restart.restart_summary(
                 pool, prefix, report, ibkr_restart.policy_label(worker_env), ib_lines))
             ok = ok and ibkr_restart.resynced_ok(report, await queries.recorded_exec_ids(pool, prefix))
+        console.print(await _replay_own_run(console, stack.kafka_bootstrap, started_at, run_id))
         console.rule("[green]done[/]" if ok else "[red]incomplete: see the worker log[/]")
         return 0 if ok else 1
     return 1
@@ -312,6 +315,33 @@ async def _summary(pool: asyncpg.Pool, run_id: str, p: Progress, n_signals: int,
     totals.add_row("malformed published / dead-lettered", f"{n_malformed} / {len(p.dead_letters)}")
     reroutes, strays = ([t] if t.rows else [] for t in (rerouted, stray))
     return Group(by_broker, *reroutes, rejected, fills, positions, dead, *strays, totals)
+
+
+async def _replay_own_run(console: Console, bootstrap: str, since: datetime, run_id: str) -> Group | str:
+    """This run's stretch of ``signals`` replayed as a backtest (``superintel replay``, issue 17):
+    every broker on paper at the signals' reference prices, on recorded time, into its own store;
+    what it did, and where the report is. A failure here is reported, never the demo's end."""
+    from replay.runner import ReplayOptions, run_replay
+    from replay.window import ReplayRange, iso
+    from streams.settings import Settings
+
+    window = ReplayRange(since, datetime.now(UTC) + timedelta(milliseconds=1))
+    try:
+        with console.status("replaying this run's signals (superintel replay: paper, recorded time)..."):
+            done = await run_replay(ReplayOptions(window, run_id=f"demo-{run_id}"), Settings(),
+                                    bootstrap=bootstrap, progress_stream=io.StringIO())
+    except Exception as exc:
+        return f"[red]replaying this run failed: {exc!r}[/]"
+    summary = json.loads(done.files.summary.read_text())
+    signals, pnl = summary["signals"], summary["pnl"]
+    table = _table(f"replay of this run: superintel replay --from {iso(window.start)} --to {iso(window.end)}",
+                   ("measure", "value"), [
+        ("records in range / valid / malformed", f"{signals['read']} / {signals['valid']} / {signals['invalid']}"),
+        ("orders", ", ".join(f"{state} {n}" for state, n in summary["orders"].items())),
+        ("fills", str(summary["fills"])),
+        ("P&L realized / unrealized / fees",
+         " / ".join(_num(Decimal(pnl[k]).quantize(Decimal("0.01"))) for k in ("realized", "unrealized", "fees")))])
+    return Group(table, f"replay report: [bold]{done.files.html}[/] (summary.json, fills.csv, equity.png beside it)")
 
 
 def _num(value: Decimal | None) -> str:
