@@ -9,6 +9,7 @@ COPY execution ./execution
 COPY adapters ./adapters
 COPY streams ./streams
 COPY agents ./agents
+COPY replay ./replay
 COPY venues ./venues
 COPY devstack ./devstack
 RUN pip install --no-cache-dir .
