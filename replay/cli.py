@@ -43,7 +43,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from replay.prices import PriceFileError
-    from replay.runner import ReplayOptions, SpeedError, parse_speed, run_replay
+    from replay.runner import OptionError, ReplayOptions, SpeedError, parse_speed, run_replay
     from replay.source import SourceError
     from replay.window import RangeError, ReplayRange
     from streams.settings import Settings
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         if options.prices is not None and not options.prices.is_file():
             raise FileNotFoundError(f"--prices {options.prices}: no such file")
         done = asyncio.run(run_replay(options, Settings(), bootstrap=args.bootstrap))
-    except (RangeError, SpeedError, PriceFileError, SourceError, FileNotFoundError) as exc:
+    except (RangeError, SpeedError, OptionError, PriceFileError, SourceError, FileNotFoundError) as exc:
         print(f"superintel replay: {exc}", file=sys.stderr)
         return 2
     outcome = done.outcome

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import platform
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -34,6 +35,14 @@ DEFAULT_REPORT_ROOT = Path(".superintel") / "replay"
 
 class SpeedError(ValueError):
     pass
+
+
+class OptionError(ValueError):
+    """A run id that could not name a directory and a schema, a negative slack, ..."""
+
+
+#: a run id names the report directory and the PostgreSQL schema: no path separators, no dots first
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,55}")
 
 
 def parse_speed(text: str) -> float | None:
@@ -71,6 +80,17 @@ class ReplayOptions:
     slack: float = 60.0
     #: ... or when its end offset is reached and nothing new came for this many seconds
     quiet: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.run_id is not None and not RUN_ID.fullmatch(self.run_id):
+            raise OptionError(f"--run-id {self.run_id!r}: letters, digits, '.', '_' and '-' only (up to 56), "
+                              "starting with a letter or digit")
+        if not self.slack >= 0:
+            raise OptionError(f"--slack {self.slack}: must be 0 or more seconds")
+        if not self.quiet > 0:
+            raise OptionError(f"--quiet {self.quiet}: must be more than 0 seconds")
+        if self.store not in ("memory", "postgres"):
+            raise OptionError(f"--store {self.store!r}: memory or postgres")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,10 +179,8 @@ async def run_replay(options: ReplayOptions, settings: Settings, *, bootstrap: s
     if options.store == "postgres":
         schema = schema_name(run_id)
         store, store_name = postgres_store(settings.database_url, schema, clock), f"postgres schema {schema}"
-    elif options.store == "memory":
-        store, store_name = memory_store(clock), "memory"
     else:
-        raise ValueError(f"unknown store {options.store!r}: memory or postgres")
+        store, store_name = memory_store(clock), "memory"
 
     total = len(read.records)
     pace: tuple[datetime, float] | None = None

@@ -336,3 +336,6 @@ async def test_the_command_replays_a_range_and_says_where_the_report_is(
     bad = await asyncio.to_thread(subprocess.run, [*args[:3], "2025-11-12T10:00:00", *args[4:]],
                                   capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "no timezone" in bad.stderr
+    missing = await asyncio.to_thread(subprocess.run, [*args[:7], f"{topic_prefix}nothing", *args[8:]],
+                                      capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr

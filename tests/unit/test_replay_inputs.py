@@ -11,7 +11,7 @@ import pytest
 
 from execution.clock import ManualClock
 from replay.prices import PriceFileError, RecordedPrices
-from replay.runner import SpeedError, default_run_id, parse_speed
+from replay.runner import OptionError, ReplayOptions, SpeedError, default_run_id, parse_speed
 from replay.window import RangeError, ReplayRange, parse_instant
 from tests.unit.test_layering import DEV_ONLY, modules, violations
 
@@ -102,6 +102,17 @@ def test_the_run_id_names_topic_range_and_price_file_contents() -> None:
            default_run_id("signals", window, "ab" * 32),
            default_run_id("signals", ReplayRange.parse("2026-03-02T09:00:00Z", "2026-03-02T17:00:01Z"), None)}
     assert len(ids) == 4 and all(len(i) == 12 for i in ids)
+
+
+@pytest.mark.parametrize(("options", "error"), [
+    ({"run_id": "../../etc"}, "--run-id"), ({"run_id": ".hidden"}, "--run-id"), ({"run_id": "a/b"}, "--run-id"),
+    ({"slack": -1.0}, "--slack"), ({"quiet": 0.0}, "--quiet"), ({"store": "sqlite"}, "--store"),
+])
+def test_options_that_cannot_work_are_refused(options: dict[str, object], error: str) -> None:
+    window = ReplayRange.parse("2026-03-02T09:00:00Z", "2026-03-02T17:00:00Z")
+    with pytest.raises(OptionError, match=error):
+        ReplayOptions(window, **options)  # type: ignore[arg-type]
+    assert ReplayOptions(window, run_id="demo-3fa1c0.v2").run_id == "demo-3fa1c0.v2"
 
 
 def test_the_replay_package_imports_no_dev_tool_simulator_or_test() -> None:
