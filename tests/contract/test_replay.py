@@ -339,3 +339,22 @@ async def test_the_command_replays_a_range_and_says_where_the_report_is(
     missing = await asyncio.to_thread(subprocess.run, [*args[:7], f"{topic_prefix}nothing", *args[8:]],
                                       capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+async def test_a_paced_replay_gives_the_results_of_a_full_speed_one(
+        kafka_bootstrap: str, new_topics, topic_prefix: str, tmp_path: Path) -> None:
+    """``--speed realtime`` keeps the recorded gaps on the wall clock; the pipeline's clock is
+    recorded time either way, so the results are the same."""
+    [topic] = await new_topics("signals")
+    start = DAY.replace(hour=10)
+    records = [_signal(topic_prefix, i % 2, start + timedelta(milliseconds=150 * i), f"paced-{i}", "AAPL",
+                       "BUY" if i % 2 else "SELL", "1", reference_price=str(230 + i)) for i in range(4)]
+    await produce(kafka_bootstrap, topic, records)
+    window = ReplayRange(start, start + timedelta(seconds=1))
+    runs = [await run_replay(ReplayOptions(window, topic=topic, speed=speed, report=tmp_path / name),
+                             Settings(), bootstrap=kafka_bootstrap, progress_stream=io.StringIO())
+            for name, speed in (("max", None), ("realtime", 1.0))]
+    assert [json.loads(r.files.summary.read_text())["meta"]["speed"] for r in runs] == ["max", "1x"]
+    assert outside_meta(runs[0].files.summary) == outside_meta(runs[1].files.summary)
+    assert runs[0].files.fills.read_bytes() == runs[1].files.fills.read_bytes()
+    assert json.loads(runs[1].files.summary.read_text())["fills"] == 4
