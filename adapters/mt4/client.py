@@ -22,6 +22,9 @@ from adapters.mt4.config import Mt4Config
 from adapters.mt4.errors import BridgeError, BridgeUnreachable
 
 log = logging.getLogger(__name__)
+#: httpx logs every request at INFO; the fill tracker polls each open order every MT4_POLL_INTERVAL,
+#: which would drown a worker's INFO log. Quieted unless someone set its level on purpose.
+_HTTPX_LOG = logging.getLogger("httpx")
 
 #: httpx failures where the request certainly never left this process: safe to send again
 _NOT_SENT: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
@@ -44,6 +47,8 @@ class BridgeClient:
     """One pooled connection set to the bridge at ``config.base_url``."""
 
     def __init__(self, config: Mt4Config, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        if _HTTPX_LOG.level == logging.NOTSET:
+            _HTTPX_LOG.setLevel(logging.WARNING)
         token = config.api_token.get_secret_value()
         self.redact = Redactor(token)
         headers = {"Accept": "application/json"}
