@@ -164,21 +164,32 @@ async def reject_dead_lettered(
 
 
 async def _keep_claims(service: ExecutionService, sweep_every: float) -> None:
-    """Renew the claims of what this executor works on (every third of the lease) and sweep for
-    orders whose owner died (every ``sweep_every``): a dead or scaled-in executor's open orders
-    are taken over within lease + sweep interval."""
-    renew_every = service.lease_seconds / 3
-    loop = asyncio.get_running_loop()
-    next_sweep = loop.time() + sweep_every
+    """Renew the claims of what this executor works on (every quarter of the lease, so a claim
+    never gets near the third of its lease below which it may not be placed) and, on a task of
+    its own, sweep for orders whose owner died (every ``sweep_every``): a dead or scaled-in
+    executor's open orders are taken over within lease + sweep interval. The two never wait
+    for each other: a long sweep (hundreds of orders to ask the venue about) must not stop the
+    renewals, or its own orders' claims would lapse under it and another executor would place
+    them too."""
+    sweeper = asyncio.create_task(_sweep_forever(service, sweep_every), name=f"sweep-{service.executor}")
+    try:
+        while True:
+            await asyncio.sleep(service.lease_seconds / 4)
+            try:
+                await service.renew()
+            except Exception:
+                log.exception("renewing claims failed; will try again")
+    finally:
+        sweeper.cancel()
+
+
+async def _sweep_forever(service: ExecutionService, every: float) -> None:
     while True:
-        await asyncio.sleep(min(renew_every, max(0.0, next_sweep - loop.time())))
+        await asyncio.sleep(every)
         try:
-            await service.renew()
-            if loop.time() >= next_sweep:
-                next_sweep = loop.time() + sweep_every
-                await service.sweep()
+            await service.sweep()
         except Exception:
-            log.exception("renewing claims / sweeping failed; will try again")
+            log.exception("sweeping for orders to take over failed; will try again")
 
 
 async def _release(service: ExecutionService) -> None:

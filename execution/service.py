@@ -30,7 +30,7 @@ import asyncio
 import logging
 import uuid
 from collections import OrderedDict, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from execution.clock import SYSTEM_CLOCK, Clock
@@ -64,6 +64,8 @@ log = logging.getLogger(__name__)
 
 #: remainder re-placements remembered (client order id -> fills before it) for a retried batch
 REMEMBERED_REMAINDERS = 10_000
+#: orders looked up (and placed when no venue saw them) per round of a sweep, flushed before the next
+RECONCILE_CHUNK = 25
 
 _UNREACHABLE = object()
 
@@ -128,7 +130,10 @@ class ExecutionService:
         #: a signal older than this when its order would first be placed is EXPIRED, not placed
         self.max_age_seconds = max_age_seconds
         #: until when (monotonic) the last confirmed claim/renewal keeps our leases valid
-        self._lease_valid_until = float("-inf")
+        #: per order: until when (monotonic) the last statement that confirmed our claim on it
+        #: (claim, sweep or renewal) keeps that claim valid; an order is placed only while its
+        #: own claim is surely ours, never on the strength of another order's renewal
+        self._leases: dict[str, float] = {}
         self.store = store
         self.sink = sink
         self.tracker = tracker
@@ -153,7 +158,7 @@ class ExecutionService:
             started = self.clock.monotonic()
             claim = await self.store.claim_orders(unique, owner=self.owner,        # step 2 + claim
                                                   lease_seconds=self.lease_seconds)
-            self._confirm_lease(started)
+            self._confirm(claim.inserted | claim.claimed, started)
             fresh = [o for o in unique if o.client_order_id in claim.inserted]
             redelivered = [o.client_order_id for o in unique if o.client_order_id in claim.claimed]
             held = len(unique) - len(fresh) - len(redelivered)
@@ -173,7 +178,7 @@ class ExecutionService:
         venue about it. Orders another live executor holds are never touched."""
         started = self.clock.monotonic()
         orders = await self.store.claim_expired(self.executor, owner=self.owner, lease_seconds=self.lease_seconds)
-        self._confirm_lease(started)
+        self._confirm((o.client_order_id for o in orders), started)
         return await self._reconcile(orders)
 
     sweep = reconcile
@@ -190,7 +195,9 @@ class ExecutionService:
         started = self.clock.monotonic()
         kept = await self.store.renew_claims(owner=self.owner, client_order_ids=ids,
                                              lease_seconds=self.lease_seconds) if ids else set()
-        self._confirm_lease(started)
+        self._confirm(kept, started)
+        for cid in set(self._leases) - kept:  # lost, or no longer worked on: not ours to place
+            del self._leases[cid]
         lost = set(ids) - kept - self._inflight
         for cid in lost:
             log.warning("order %s: claim lost to another executor; no longer worked on here", cid)
@@ -201,17 +208,23 @@ class ExecutionService:
     async def release(self) -> None:
         """Graceful stop: hand every claim over at once instead of waiting for it to expire."""
         ids = sorted(self.working_on())
+        self._leases.clear()
         if ids:
             await self.store.release_claims(owner=self.owner, client_order_ids=ids)
 
-    def _confirm_lease(self, started: float) -> None:
-        """Leases confirmed by a statement sent at ``started`` are valid until started + lease."""
-        self._lease_valid_until = max(self._lease_valid_until, started + self.lease_seconds)
+    def _confirm(self, client_order_ids: Iterable[str], started: float) -> None:
+        """Claims confirmed by a statement sent at ``started`` are valid until started + lease."""
+        until = started + self.lease_seconds
+        for cid in client_order_ids:
+            if self._leases.get(cid, float("-inf")) < until:
+                self._leases[cid] = until
 
-    def _may_place(self) -> bool:
-        """Place only while our leases are surely valid, with a third of the lease to spare for
-        the placement itself: a worker that cannot renew stops placing before another may take over."""
-        return self.clock.monotonic() < self._lease_valid_until - self.lease_seconds / 3
+    def _may_place(self, order: Order) -> bool:
+        """Place only while this order's claim is surely ours, with a third of the lease to spare
+        for the placement itself: a worker that cannot renew (database unreachable, process
+        paused, a long sweep) stops placing an order before another executor may take it over."""
+        until = self._leases.get(order.client_order_id, float("-inf"))
+        return self.clock.monotonic() < until - self.lease_seconds / 3
 
     async def retry_unresolved(self) -> ReconcileReport | None:
         """Ask again about orders whose venue was unreachable (or whose placement outcome was
@@ -229,8 +242,15 @@ class ExecutionService:
         return report
 
     async def _reconcile(self, orders: Sequence[Order]) -> ReconcileReport:
-        report, _ = await self._reconcile_round(orders)
-        return report
+        """Rounds of ``RECONCILE_CHUNK`` orders, each looked up, placed if the venue never saw
+        it, and flushed before the next: a large takeover places as it goes (while the claims
+        keeper renews every order still waiting), instead of spending its leases on lookups."""
+        checked = resumed = replaced = 0
+        for start in range(0, len(orders), RECONCILE_CHUNK):
+            report, _ = await self._reconcile_round(orders[start:start + RECONCILE_CHUNK])
+            checked, resumed, replaced = (checked + report.checked, resumed + report.resumed,
+                                          replaced + report.replaced)
+        return ReconcileReport(checked, resumed, replaced)
 
     async def _reconcile_round(self, orders: Sequence[Order]) -> tuple[ReconcileReport, set[str]]:
         """Resume ``orders`` (those not in flight here) and place the ones no venue has seen;
@@ -252,6 +272,7 @@ class ExecutionService:
             self._inflight -= ids
         report = ReconcileReport(len(orders), len(orders) - len(replace), len(replace))
         (log.info if report.checked else log.debug)("reconcile %s: %s", self.broker.name, report)
+
         return report, ids - outcome.unresolved
 
     async def _resume(
@@ -351,7 +372,7 @@ class ExecutionService:
         if prior is not None and order.remaining <= 0:
             outcome.note(order, f"{order.broker} lost the order after it filled in full; nothing to place again")
             return order
-        if not self._may_place():
+        if not self._may_place(order):
             # Our claims are not confirmed fresh (database unreachable, or this process was
             # paused): placing now could race an executor taking them over. Leave it PENDING;
             # whoever holds its claim once leases are settled places it.
@@ -413,7 +434,9 @@ class ExecutionService:
         like any working order, so their fills have rows and close the entry's position. Legs
         that already exist (a takeover, a redelivery) are resumed by asking the venue."""
         legs = entry.bracket_exits(at=outcome.now())
+        started = self.clock.monotonic()
         claim = await self.store.claim_orders(legs, owner=self.owner, lease_seconds=self.lease_seconds)
+        self._confirm(claim.inserted | claim.claimed, started)
         for leg in legs:
             if leg.client_order_id in claim.inserted:
                 working = outcome.transition(leg, OrderState.SUBMITTED, leg.reason)

@@ -181,3 +181,52 @@ async def test_a_stale_signal_expires_and_is_never_placed() -> None:
                for r in requests(1, clock)]
     [placed] = await a.handle([fresh])
     assert placed.state is OrderState.SUBMITTED and venue.by_cid == {"fresh-2": 1}
+
+
+class StepVenue(GatedVenue):
+    """Lets ``allow`` placements through, then holds the next one at the gate (a slow venue)."""
+
+    def __init__(self, allow: int) -> None:
+        super().__init__()
+        self.allow = allow
+
+    async def place(self, order: Order) -> VenueOrderStatus:
+        if self.allow > 0:
+            self.allow -= 1
+        else:
+            self.gate.clear()
+        return await super().place(order)
+
+
+async def test_a_claim_confirmed_for_other_orders_never_lets_an_unconfirmed_one_be_placed() -> None:
+    """The chaos drill's duplicate: X sweeps a dead executor's backlog and works through it
+    slowly; meanwhile a batch of X's own confirms X's claims on *its* orders, which must not
+    count for the swept ones, whose claims nothing renewed. X stops placing them; Y takes them
+    over once they lapse, and every order is placed exactly once."""
+    clock = FakeClock()
+    store, venue = InMemoryOrderStore(clock), StepVenue(allow=1)
+    x, y = executor(store, venue, clock, "X"), executor(store, venue, clock, "Y")
+    backlog = requests(4, clock)  # one symbol: placed one after another
+    await store.claim_orders([Order.from_request(r, at=clock.now()) for r in backlog], owner="DEAD",
+                             lease_seconds=LEASE)
+    clock.advance(LEASE + 1)  # the owner died; its claims lapsed
+    sweep = asyncio.create_task(x.sweep())  # X claims all four, places the first, the second waits
+    await asyncio.sleep(0.01)
+    clock.advance(LEASE * 2 / 3 + 1)  # past the margin of the swept claims (nothing renewed them)
+    [own] = requests(1, clock, symbol="ETH-USDT")
+    own = own.model_copy(update={"signal_id": "own-1", "client_order_id": "own-1"})
+    await asyncio.gather(x.handle([own]), _open_gate_soon(venue))
+    await sweep
+    ids = [r.client_order_id for r in backlog]
+    # the first placed, the second already on its way when the margin passed, the rest left
+    assert sorted(venue.by_cid.get(cid, 0) for cid in ids) == [0, 0, 1, 1]
+    assert venue.by_cid["own-1"] == 1
+
+    clock.advance(LEASE)  # X's claims on the last two lapse; Y's sweep takes them
+    await y.sweep()
+    assert [venue.by_cid.get(cid, 0) for cid in ids] == [1, 1, 1, 1]
+
+
+async def _open_gate_soon(venue: GatedVenue) -> None:
+    await asyncio.sleep(0.01)
+    venue.gate.set()
