@@ -82,8 +82,10 @@ class Pipeline:
             "SUPERINTEL_APP_ID": self.app_id,
             "TOPIC_PARTITIONS": str(PARTITIONS),
             # a killed worker's claims lapse in seconds, not the production 30 s, so takeover
-            # tests stay short (the bound is lease + sweep interval)
-            "ORDER_LEASE_SECONDS": "6",
+            # tests stay short (the bound is lease + sweep interval); placement stops with a
+            # third of the lease left (3 s), and the lease still outlives Binance's
+            # ambiguous-submit safe delay (recvWindow 5 s + 1.5 s margin)
+            "ORDER_LEASE_SECONDS": "9",
             "ORDER_SWEEP_INTERVAL": "1",
             **extra_env,
         }
