@@ -57,6 +57,11 @@ class ExecutionApp(faust.App):
     def _new_transport(self) -> TransportT:
         return transport.TunedTransport(self.conf.broker_consumer, self)
 
+    async def on_first_start(self) -> None:
+        # Faust creates its data directory without parents (SUPERINTEL_DATA_DIR may not exist yet)
+        self.conf.datadir.parent.mkdir(parents=True, exist_ok=True)
+        await super().on_first_start()
+
     async def on_started(self) -> None:
         await super().on_started()
         # Everything alive now (modules, Faust's and aiokafka's machinery: ~100k objects) lives as
@@ -133,6 +138,7 @@ def build_app(
         web_enabled=False,
         web_port=settings.web_port,
         autodiscover=False,
+        datadir=str(settings.data_dir / "{conf.name}"),  # Faust fills in the app id
         **overrides,
     )
     app.bootstrap = composition = bootstrap or Bootstrap(settings)

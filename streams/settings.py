@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -51,6 +52,9 @@ class Settings(BaseSettings):
     batch_max: int = Field(500, alias="AGENT_BATCH_MAX")
     batch_window: float = Field(0.002, alias="AGENT_BATCH_WINDOW")
     web_port: int = Field(6066, alias="SUPERINTEL_WEB_PORT")
+    #: where Faust keeps the worker's data (one folder per app id below it): under .superintel/ of
+    #: the directory the worker starts in, never loose in it; tests and the bench set a temporary one
+    data_dir: Path = Field(Path(".superintel") / "data", alias="SUPERINTEL_DATA_DIR")
     #: the worker's event loop: "uvloop" (when installed; it comes with ccxt) or "asyncio"
     event_loop: Literal["uvloop", "asyncio"] = Field("uvloop", alias="SUPERINTEL_EVENT_LOOP")
 
