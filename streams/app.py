@@ -122,6 +122,8 @@ def build_app(
     settings = settings or (bootstrap.settings if bootstrap is not None else get_settings())
     _use_event_loop(settings.event_loop)
     transport.FETCH_MAX_WAIT_MS = settings.fetch_max_wait_ms
+    transport.FETCH_IDLE_WAIT_MS = settings.fetch_idle_wait_ms
+    transport.FETCH_IDLE_AFTER = settings.fetch_idle_after
     transport.SHUTDOWN_GRACE = settings.shutdown_grace
     app = ExecutionApp(
         settings.consumer_group(),

@@ -1,8 +1,9 @@
 """The private parts of Faust, mode and aiokafka this code relies on, checked when it is imported.
 
 Two places reach past the public APIs, each for a measured reason (see their docstrings):
-``streams/transport.py`` (the consumer's fetch wait, and a copy of Faust's message drain loop)
-and ``agents/batches.py`` (a batching stream that acks only after its batch was processed).
+``streams/transport.py`` (the consumer's fetch wait and its adaptation, a copy of Faust's message
+drain loop, the wake-up of a fetch when a paused partition resumes) and ``agents/batches.py`` (a
+batching stream that acks only after its batch was processed).
 Those internals may change in any release, which is why ``faust-streaming`` and ``aiokafka`` are
 pinned (pyproject.toml). A changed internal would otherwise fail far from its cause (an
 ``AttributeError`` in a running agent) or, worse, silently (a private attribute nobody reads any
@@ -74,6 +75,8 @@ AIOKAFKA = "aiokafka"
 MODE = "mode-streaming"
 _BATCHES = "agents/batches.py greedy_batches"
 _DRAIN = "streams/transport.py TunedConsumer._drain_messages"
+_ADAPTIVE = "streams/transport.py AdaptiveFetchWait"
+_WAKE = "streams/transport.py TunedConsumer.on_buffer_drop/wake_fetch"
 
 #: sha256 of faust-streaming 0.15.3's ``Consumer._drain_messages`` source, which
 #: ``TunedConsumer._drain_messages`` copies (changing only how each message is handed over)
@@ -113,6 +116,33 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(FAUST, "faust.transport.conductor:Conductor", "acks_enabled_for", _DRAIN, params=("topic",)),
     Requirement(MODE, "mode:Service", "_stopped", _DRAIN, kind="assigned"),
     Requirement(MODE, "mode:Service", "diag", _DRAIN, kind="assigned"),
+    # streams/transport.py AdaptiveFetchWait (issue 16): the fetcher's per-request coroutine, wrapped
+    # on the instance, and the wait it puts in each request, set between requests
+    Requirement(AIOKAFKA, "aiokafka:AIOKafkaConsumer", "_fetcher", _ADAPTIVE, kind="assigned", set_in=("start",)),
+    Requirement(AIOKAFKA, "aiokafka.consumer.fetcher:Fetcher", "_proc_fetch_request", _ADAPTIVE,
+                params=("assignment", "node_id", "request")),
+    Requirement(AIOKAFKA, "aiokafka.consumer.fetcher:Fetcher", "_proc_fetch_request",
+                f"{_ADAPTIVE} (looked up on the instance for every request)", kind="read",
+                set_in=("_fetch_requests_routine",)),
+    Requirement(AIOKAFKA, "aiokafka.consumer.fetcher:Fetcher", "_fetch_max_wait_ms", _ADAPTIVE, kind="assigned"),
+    Requirement(AIOKAFKA, "aiokafka.consumer.fetcher:Fetcher", "_fetch_max_wait_ms",
+                f"{_ADAPTIVE} (read when each request is built)", kind="read", set_in=("_get_actions_per_node",)),
+    Requirement(FAUST, "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread", "_consumer", _ADAPTIVE),
+    Requirement(FAUST, "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread", "on_start", _ADAPTIVE, params=()),
+    # streams/transport.py: a backlog never waits out the fetch timeout (issue 16, item 1)
+    Requirement(AIOKAFKA, "aiokafka.consumer.fetcher:Fetcher", "_fetch_waiters", _WAKE, kind="assigned"),
+    Requirement(AIOKAFKA, "aiokafka.consumer.fetcher:Fetcher", "_create_fetch_waiter",
+                f"{_WAKE} (fetched_records waits on these futures)", params=()),
+    Requirement(AIOKAFKA, "aiokafka.consumer.fetcher:Fetcher", "_create_fetch_waiter",
+                f"{_WAKE} (fetched_records waits on these futures)", kind="read", set_in=("fetched_records",)),
+    Requirement(MODE, "mode.threads:ServiceThread", "thread_loop", _WAKE, kind="assigned"),
+    Requirement(FAUST, "faust.transport.consumer:ThreadDelegateConsumer", "_thread", _WAKE, kind="assigned"),
+    Requirement(FAUST, "faust.transport.consumer:Consumer", "on_buffer_drop", _WAKE, params=("tp",)),
+    Requirement(FAUST, "faust.transport.consumer:Consumer", "_buffered_partitions", _WAKE, kind="assigned",
+                set_in=("__init__", "_reset_state")),
+    Requirement(FAUST, "faust.transport.consumer:Consumer", "_get_active_partitions", _WAKE, params=()),
+    Requirement(FAUST, "faust.transport.consumer:Consumer", "flow_active", _WAKE, kind="assigned",
+                set_in=("_reset_state",)),
     # streams/transport.py: a stop bounded by SHUTDOWN_GRACE
     Requirement(FAUST, "faust.transport.consumer:ThreadDelegateConsumer", "_commit",
                 "streams/transport.py TunedConsumer._commit (bounded while stopping)", params=("offsets",)),

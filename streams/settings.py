@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     #: 5 ms (bench/run.py, 100 signals/s): p50 signal->fill ~15 ms vs ~22 at 10 and ~34 at 20;
     #: 2 ms gains nothing more and doubles the idle fetch CPU.
     fetch_max_wait_ms: int = Field(5, alias="KAFKA_FETCH_MAX_WAIT_MS")
+    #: the long-poll once no fetch has brought data for KAFKA_FETCH_IDLE_AFTER seconds: an idle
+    #: worker then polls the broker ten times a second instead of two hundred (streams/transport.py
+    #: AdaptiveFetchWait); the first message after a quiet spell waits up to this on its first hop
+    fetch_idle_wait_ms: int = Field(100, alias="KAFKA_FETCH_IDLE_WAIT_MS")
+    fetch_idle_after: float = Field(1.0, alias="KAFKA_FETCH_IDLE_AFTER")
     session_timeout: float = Field(8.0, alias="KAFKA_SESSION_TIMEOUT")
     heartbeat_interval: float = Field(1.5, alias="KAFKA_HEARTBEAT_INTERVAL")
     #: how long a produced message may wait for the broker's acknowledgement before its delivery

@@ -1,17 +1,28 @@
-"""A Faust Kafka transport tuned for latency: two departures from Faust 0.15.3, each measured.
+"""A Faust Kafka transport tuned for latency: departures from Faust 0.15.3, each measured.
 
 1. Faust's aiokafka driver hard-codes ``fetch_max_wait_ms=1500``. On a small, latency-sensitive
    flow a fetch then waits for data that is not coming, and each agent hop costs hundreds of
-   milliseconds (measured by bench/kafka_hop.py). The consumer thread injects the configured wait instead.
+   milliseconds (measured by bench/kafka_hop.py). The consumer thread injects the configured wait
+   instead, and adapts it (``AdaptiveFetchWait``): short while data comes, long once the consumer
+   has been idle for a while, so an idle worker does not poll the broker hundreds of times a second.
 2. Faust hands each fetched message to the agents through a task race (see ``TunedConsumer``).
+3. A backlog never stalls on the fetch timeout (issue 16, item 1). When an agent's queue fills,
+   Faust drops the partition from the active set (``Consumer.on_buffer_full``); the records already
+   fetched for it wait in aiokafka's buffer, which aiokafka does not refetch, so a ``getmany`` on
+   the remaining partitions waited out its whole timeout (1 s) before it looked at the re-activated
+   partition again, and with every partition dropped Faust slept a second. Now the moment the
+   queue drains (``on_buffer_drop``) wakes the waiting fetch, or the drain loop itself.
 
-Everything else is Faust's own code path (faust-streaming is pinned, since this overrides internals).
+Everything else is Faust's own code path (faust-streaming is pinned, since this overrides internals;
+streams/compat.py checks every private name used here when the app is imported).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any, ClassVar, cast
 
@@ -23,18 +34,97 @@ from mode import Service
 
 #: set by ``streams.app.build_app`` from Settings.fetch_max_wait_ms before the worker starts
 FETCH_MAX_WAIT_MS = 10
+#: set by ``streams.app.build_app`` from Settings.fetch_idle_wait_ms / fetch_idle_after
+FETCH_IDLE_WAIT_MS = 100
+FETCH_IDLE_AFTER = 1.0
 #: set by ``streams.app.build_app`` from Settings.shutdown_grace: the whole stop's budget
 SHUTDOWN_GRACE = 8.0
 
 log = logging.getLogger(__name__)
 
 
+class AdaptiveFetchWait:
+    """The fetch long-poll, by how recently data came: ``busy_ms`` while fetches bring records,
+    ``idle_ms`` once none has for ``idle_after`` seconds.
+
+    Why: on Tansu a fetch that finds no data is answered only when its wait ends, so the wait is
+    the latency of the first hop (design section 8: 5 ms keeps a hop at a few milliseconds), and
+    a short wait on an idle broker is a fetch round trip every few milliseconds: 8-18 % of a core
+    in the worker and more in the broker, doing nothing (bench/run.py, idle worker CPU). A long
+    wait while idle costs only the first message after a quiet spell up to ``idle_ms`` on its
+    first hop; the fetch that brings it switches back to the short wait, so the next hops and
+    the rest of a burst are not delayed. On Apache Kafka a fetch returns as soon as data arrives,
+    so the long wait costs nothing there.
+
+    Applied by wrapping the fetcher's per-request coroutine (it reports whether records came)
+    and setting the wait the fetcher puts in its next request; both live in the consumer
+    thread, so no lock is needed."""
+
+    def __init__(self, fetcher: Any, busy_ms: int, idle_ms: int, idle_after: float,
+                 clock: Any = time.monotonic) -> None:
+        self.fetcher = fetcher
+        self.busy_ms = busy_ms
+        self.idle_ms = max(idle_ms, busy_ms)
+        self.idle_after = idle_after
+        self._clock = clock
+        self._last_data = clock()
+        self._proc = fetcher._proc_fetch_request
+        fetcher._fetch_max_wait_ms = busy_ms
+        fetcher._proc_fetch_request = self._proc_fetch_request
+
+    @property
+    def wait_ms(self) -> int:
+        return int(self.fetcher._fetch_max_wait_ms)
+
+    def observe(self, got_records: bool) -> None:
+        now = self._clock()
+        if got_records:
+            self._last_data = now
+            self.fetcher._fetch_max_wait_ms = self.busy_ms
+        elif now - self._last_data >= self.idle_after:
+            self.fetcher._fetch_max_wait_ms = self.idle_ms
+
+    async def _proc_fetch_request(self, assignment: Any, node_id: Any, request: Any) -> Any:
+        got = await self._proc(assignment, node_id, request)
+        self.observe(bool(got))
+        return got
+
+
 class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    adaptive_wait: AdaptiveFetchWait | None = None
+
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         # aiokafka copies this attribute into its Fetcher in start(), which runs after us.
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return consumer
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        consumer = self._consumer
+        if consumer is not None and consumer._fetcher is not None:
+            self.adaptive_wait = AdaptiveFetchWait(consumer._fetcher, FETCH_MAX_WAIT_MS, FETCH_IDLE_WAIT_MS,
+                                                   FETCH_IDLE_AFTER)
+
+    def wake_fetch(self) -> None:
+        """Called from the agents' loop when a partition was re-activated: end the wait of a
+        ``getmany`` in progress now, so it returns the records aiokafka already holds for that
+        partition instead of waiting out its timeout for new data on the others."""
+        consumer, loop = self._consumer, self.thread_loop
+        if consumer is None or loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the thread's loop closed meanwhile
+            loop.call_soon_threadsafe(_wake_waiters, consumer._fetcher)
+
+
+def _wake_waiters(fetcher: Any) -> None:
+    """Resolve the futures ``Fetcher.fetched_records`` waits on (as new records would): it then
+    looks at its buffer again, with the partition set as it is now."""
+    if fetcher is None:
+        return
+    for waiter in list(fetcher._fetch_waiters):
+        if not waiter.done():
+            waiter.set_result(None)
 
 
 class TunedConsumer(faust_aiokafka.Consumer):
@@ -52,8 +142,45 @@ class TunedConsumer(faust_aiokafka.Consumer):
     agent queue is still ended by the rebalance: the fetcher is stopped (cancelled) and the queues
     cleared, and the unacked message is fetched again from the committed offset.
 
-    The rest is Faust 0.15.3's loop as is (faust-streaming is pinned).
+    The rest is Faust 0.15.3's loop as is (faust-streaming is pinned), but for the backlog
+    handling of issue 16 (module docstring, item 3): when every partition was dropped from the
+    active set (all agent queues full), the loop waits for ``on_buffer_drop`` rather than letting
+    Faust's ``getmany`` sleep a second, and ``on_buffer_drop`` wakes a ``getmany`` in progress.
+    ``fetches`` and ``empty_fetches`` count the ``getmany`` calls and those that brought nothing
+    (bench/noop_agent.py reports them).
     """
+
+    fetches = 0
+    empty_fetches = 0
+    #: how long one ``getmany`` waits for records (Faust's 1.0 s); a backlog never waits it out
+    fetch_timeout = 1.0
+    #: the longest a drain loop with no active partition waits for one before looking again
+    resume_check_interval = 1.0
+    _resumed: asyncio.Event | None = None
+
+    def on_buffer_drop(self, tp: TP) -> None:
+        paused = tp in self._buffered_partitions
+        super().on_buffer_drop(tp)
+        if paused:
+            if self._resumed is not None:
+                self._resumed.set()
+            cast(TunedConsumerThread, self._thread).wake_fetch()
+
+    async def _wait_for_active_partition(self) -> None:
+        """Every assigned partition is paused for a full agent queue: wait until one is resumed
+        (or ``resume_check_interval``, to look at the stop flags again) instead of fetching."""
+        resumed = self._resumed
+        if resumed is None:
+            resumed = self._resumed = asyncio.Event()
+        resumed.clear()
+        if self._get_active_partitions():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(resumed.wait(), timeout=self.resume_check_interval)
+
+    def _all_paused(self) -> bool:
+        """Assigned partitions exist and Faust dropped every one of them for a full queue."""
+        return bool(self._buffered_partitions) and not self._get_active_partitions()
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - needs a broker
         callback = self.callback
@@ -71,11 +198,17 @@ class TunedConsumer(faust_aiokafka.Consumer):
         num_since_yield = 0
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
+                if self.flow_active and self._all_paused():
+                    await self._wait_for_active_partition()
+                    continue
                 set_flag(CONSUMER_FETCHING)
-                ait = getmany(timeout=1.0)
+                ait = getmany(timeout=self.fetch_timeout)
                 await self.sleep(0)  # getmany may return at once, again and again: let others run
                 if not self.should_stop:
+                    self.fetches += 1
+                    got = 0
                     async for tp, message in ait:
+                        got += 1
                         num_since_yield += 1
                         if num_since_yield > yield_every:
                             await asyncio.sleep(0)
@@ -94,6 +227,8 @@ class TunedConsumer(faust_aiokafka.Consumer):
                             else:
                                 await callback(message)
                             set_read_offset(tp, offset)
+                    if not got:
+                        self.empty_fetches += 1
                     unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:

@@ -67,7 +67,9 @@ def test_an_instance_attribute_no_longer_assigned_is_reported(monkeypatch: pytes
     monkeypatch.setattr(aiokafka.AIOKafkaConsumer, "start", start)
     problems = compat.check()
     assert [(p.requirement.attribute, p.requirement.kind, p.what) for p in problems] == [
-        ("_fetch_max_wait_ms", "read", "is no longer read by start")
+        ("_fetch_max_wait_ms", "read", "is no longer read by start"),
+        # and the fetcher AdaptiveFetchWait wraps is no longer created there (issue 16)
+        ("_fetcher", "assigned", "is no longer assigned by start"),
     ]
 
 
