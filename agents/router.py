@@ -39,13 +39,17 @@ def register(app: faust.App, topics: AgentTopics, router: BrokerRouter, limits: 
     dead = DeadLetters(topics.dlq, "router")
     orders = {broker: Publisher(app, topic) for broker, topic in topics.orders.items()}
 
+    # pydantic's core validator, called directly: the same rules as Signal.model_validate_json
+    # without its per-call wrapper (issue 16, item 3)
+    validate_signal = Signal.__pydantic_validator__.validate_json
+
     async def route_batch(events: Sequence[EventT[Any]]) -> None:
         deliveries: list[asyncio.Future[object]] = []
         refused: list[tuple[EventT[Any], str]] = []
         try:
             for event in events:
                 try:
-                    request = router.route(Signal.model_validate_json(event.value))
+                    request = router.route(validate_signal(event.value))
                 except (ValidationError, UnknownSymbol) as exc:
                     refused.append((event, describe(exc)))
                     continue
