@@ -184,16 +184,19 @@ async def test_a_stale_signal_expires_and_is_never_placed() -> None:
 
 
 class StepVenue(GatedVenue):
-    """Lets ``allow`` placements through, then holds the next one at the gate (a slow venue)."""
+    """Lets ``allow`` placements through, then holds the next one (only that one) at the gate
+    until the test opens it: a slow venue answer."""
 
     def __init__(self, allow: int) -> None:
         super().__init__()
         self.allow = allow
+        self.held = False
 
     async def place(self, order: Order) -> VenueOrderStatus:
         if self.allow > 0:
             self.allow -= 1
-        else:
+        elif not self.held:
+            self.held = True
             self.gate.clear()
         return await super().place(order)
 
@@ -215,8 +218,8 @@ async def test_a_claim_confirmed_for_other_orders_never_lets_an_unconfirmed_one_
     clock.advance(LEASE * 2 / 3 + 1)  # past the margin of the swept claims (nothing renewed them)
     [own] = requests(1, clock, symbol="ETH-USDT")
     own = own.model_copy(update={"signal_id": "own-1", "client_order_id": "own-1"})
-    await asyncio.gather(x.handle([own]), _open_gate_soon(venue))
-    await sweep
+    await asyncio.wait_for(asyncio.gather(x.handle([own]), _open_gate_soon(venue)), 5)
+    await asyncio.wait_for(sweep, 5)
     ids = [r.client_order_id for r in backlog]
     # the first placed, the second already on its way when the margin passed, the rest left
     assert sorted(venue.by_cid.get(cid, 0) for cid in ids) == [0, 0, 1, 1]
