@@ -44,7 +44,7 @@ from execution.fills import (
     first_of_each,
     move_positions,
 )
-from execution.nav_arb import EpisodeRecord, PairWrite, SpreadRow, StaleNavState, StoredPair
+from execution.nav_arb import EpisodeRecord, PairWrite, SpreadRow, StaleNavState, StoredPair, fingerprint
 from execution.ports import ClaimResult, FillFee
 from schemas import Broker, Fill, Order, OrderEvent, OrderState, Position, Signal, utcnow
 
@@ -283,13 +283,13 @@ class InMemoryStore:
 
     # ---- NavArbStore: the rules of adapters/timescale/nav.py ----------------------------------
 
-    async def load_nav_pairs(self, known: Mapping[str, int]) -> dict[str, StoredPair]:
+    async def load_nav_pairs(self, known: Mapping[str, str]) -> dict[str, StoredPair]:
         found: dict[str, StoredPair] = {}
         for pair, cached in known.items():
             row = self._nav_pairs.get(pair)
             if row is not None:
-                found[pair] = StoredPair(row.version, None if row.version == cached else copy.deepcopy(row.state),
-                                         () if row.outbox_sent else row.outbox)
+                state = None if fingerprint(row.state) == cached else copy.deepcopy(row.state)
+                found[pair] = StoredPair(row.version, state, () if row.outbox_sent else row.outbox)
         return found
 
     async def save_nav(self, writes: Sequence[PairWrite], spreads: Sequence[SpreadRow],

@@ -9,9 +9,11 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 
 from faust.types import TopicT
 
+from execution.nav_arb import NavArbParams, NavArbStore
 from execution.ports import ExecutionEvents, FillPublisher, FillStore
 from execution.service import ExecutionService
 from schemas import Broker
@@ -25,6 +27,8 @@ class AgentTopics:
     fills: TopicT
     nav_quotes: TopicT
     dlq: TopicT
+    #: the NAV-arb legs' terminal order events, re-keyed by pair (agents/nav_arb.py)
+    nav_legs: TopicT
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,3 +50,16 @@ class FillSinks:
     store: Callable[[], Awaitable[FillStore]]
     publisher: Callable[[], Awaitable[FillPublisher]]
     transient: tuple[type[BaseException], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NavArbParts:
+    """What the NAV-arb agent needs: its durable state (built on first use), the rule's
+    parameters per pair, the spot venue's price of a symbol (for quotes without a spot price),
+    what to retry, and the random source of the retries' jitter."""
+
+    store: Callable[[], Awaitable[NavArbStore]]
+    params: Callable[[str], NavArbParams]
+    spot_price: Callable[[str], Awaitable[Decimal | None]]
+    transient: tuple[type[BaseException], ...]
+    rng: random.Random

@@ -44,6 +44,7 @@ Faust table and, durably, in PostgreSQL (``NavArbStore``).
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -562,10 +563,17 @@ class SpreadRow:
     group_id: str | None
 
 
+def fingerprint(state: Mapping[str, Any]) -> str:
+    """What identifies a saved state by its content: a cache holding a state with the stored
+    fingerprint holds exactly the stored state (whatever history its version number came from)."""
+    text = json.dumps(state, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 @dataclass(frozen=True, slots=True)
 class StoredPair:
-    """A pair's row as the store has it. ``state`` is None when the caller's cached version is
-    the stored one; ``outbox`` holds the signals of that version not yet confirmed sent."""
+    """A pair's row as the store has it. ``state`` is None when the caller's cached state has
+    the stored fingerprint; ``outbox`` holds the signals of that version not yet confirmed sent."""
 
     version: int
     state: dict[str, Any] | None
@@ -587,6 +595,10 @@ class PairWrite:
     def version(self) -> int:
         return self.expected + 1
 
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.state)
+
 
 class StaleNavState(Exception):
     """A pair's stored version moved since it was read (another worker wrote it, or a cache was
@@ -600,9 +612,9 @@ class StaleNavState(Exception):
 class NavArbStore(Protocol):
     """The NAV-arb agent's durable state (TimescaleStore; InMemoryStore in tests and replays)."""
 
-    async def load_nav_pairs(self, known: Mapping[str, int]) -> dict[str, StoredPair]:
-        """The stored rows of ``known``'s pairs (pair -> the version the caller has cached, 0 for
-        none); a pair without a row is left out."""
+    async def load_nav_pairs(self, known: Mapping[str, str]) -> dict[str, StoredPair]:
+        """The stored rows of ``known``'s pairs (pair -> the fingerprint of the state the caller
+        has cached, "" for none); a pair without a row is left out."""
         ...
 
     async def save_nav(self, writes: Sequence[PairWrite], spreads: Sequence[SpreadRow],

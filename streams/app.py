@@ -47,6 +47,7 @@ def stream_topics(app: faust.App, partitions: int) -> AgentTopics:
         fills=topic(topics.FILLS),
         nav_quotes=topic(topics.NAV_QUOTES),
         dlq=topic(topics.DLQ),
+        nav_legs=topic(topics.NAV_LEGS),
     )
 
 
@@ -146,7 +147,7 @@ def build_app(
     app.bootstrap = composition = bootstrap or Bootstrap(settings)
     app.streams = streams = stream_topics(app, settings.topic_partitions)
 
-    from agents import executor, fills, router
+    from agents import executor, fills, nav_arb, router
     from agents.batches import BatchLimits
 
     limits = BatchLimits(settings.batch_max, settings.batch_window)
@@ -158,6 +159,9 @@ def build_app(
             executor.register(app, streams, broker, composition.executor(broker), limits)
     if WorkerRole.FILLS in roles:
         fills.register(app, streams, composition.fill_sinks(), limits)
+    if WorkerRole.NAV_ARB in roles:
+        nav_arb.register(app, streams, composition.nav_arb(), limits, app_id=settings.app_id,
+                         partitions=settings.topic_partitions)
     log.info("app %s: roles=%s brokers=%s", app.conf.id, sorted(roles), settings.executor_brokers())
     return app
 

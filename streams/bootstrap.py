@@ -24,16 +24,19 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
 from adapters.paper import PaperAdapter, SlippageModel
 from adapters.registry import VenueRegistry, default_registry
 from adapters.venue import VenuePlugin
-from agents.parts import ExecutorParts, FillSinks
+from agents.parts import ExecutorParts, FillSinks, NavArbParts
 from execution.breaker import BreakerState, CircuitBreaker
 from execution.clock import SYSTEM_CLOCK, Clock
 from execution.fallback import CompositeBrokerAdapter
 from execution.fill_tracker import FillTracker
+from execution.mapper import ExchangeMapper, UnknownSymbol
+from execution.nav_arb import NavArbStore
 from execution.ports import BrokerPort, ExecutionEvents, FillPublisher, FillStore, MarketDataPort, OrderStore
 from execution.prices import QuotesByAssetClass
 from execution.risk import PreTradeLimits
@@ -45,8 +48,9 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 
-class Store(OrderStore, FillStore, Protocol):
-    """What the pipeline needs of its database: orders (executors) and fills (fills writer)."""
+class Store(OrderStore, FillStore, NavArbStore, Protocol):
+    """What the pipeline needs of its database: orders (executors), fills (fills writer) and the
+    NAV-arb agent's pairs."""
 
     async def close(self) -> None: ...
 
@@ -144,6 +148,25 @@ class Bootstrap:
 
     def fill_sinks(self) -> FillSinks:
         return FillSinks(store=self.store, publisher=self.publisher, transient=self.transient_errors())
+
+    def nav_arb(self) -> NavArbParts:
+        async def store() -> NavArbStore:
+            return await self.store()
+
+        return NavArbParts(store=store, params=self.settings.nav_arb_params, spot_price=self.spot_price,
+                           transient=self.transient_errors(), rng=self.rng)
+
+    async def spot_price(self, symbol: str) -> Decimal | None:
+        """The mid of ``symbol`` from the venue whose market data prices its asset class (the
+        NAV-arb spot leg when a quote has no spot price); None when no venue prices it."""
+        mapper = ExchangeMapper()
+        try:
+            asset_class = mapper.asset_class(symbol)
+        except UnknownSymbol:
+            return None
+        venues = await self.venues()
+        quote = await venues.prices.quote_for(mapper.canonical(symbol, asset_class), asset_class)
+        return quote.mid if quote is not None else None
 
     # -- the parts ---------------------------------------------------------------------------
 

@@ -3,15 +3,17 @@ repr is ``'**********'``, so logging a settings object never leaks a key."""
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from execution.nav_arb import NavArbParams
 from schemas import Broker
 
 
@@ -19,6 +21,13 @@ class WorkerRole(StrEnum):
     ROUTER = "router"
     EXECUTORS = "executors"
     FILLS = "fills"
+    #: the NAV-arbitrage agent (nav.quotes -> two-leg signals) and its legs' re-keying
+    NAV_ARB = "nav-arb"
+
+
+_NAV_DEFAULTS = NavArbParams()
+#: the NavArbParams fields a NAV_ARB_PAIRS entry may override
+NAV_PAIR_FIELDS = frozenset(f.name for f in fields(NavArbParams))
 
 
 class Settings(BaseSettings):
@@ -85,6 +94,44 @@ class Settings(BaseSettings):
     #: seeds the random source of retry jitter (None: unseeded); a replay or a drill sets it
     random_seed: int | None = Field(None, alias="SUPERINTEL_RANDOM_SEED")
 
+    #: NAV arbitrage (execution/nav_arb.py): the rule's window, thresholds and sizes for every
+    #: pair on nav.quotes; NAV_ARB_PAIRS overrides them per pair, as JSON
+    #: {"GBTC-BTC": {"trust_qty": 50, "entry_z": 2.5, "spot_step": "0.0001"}}
+    nav_arb_window: int = Field(_NAV_DEFAULTS.window, alias="NAV_ARB_WINDOW")
+    nav_arb_min_obs: int = Field(_NAV_DEFAULTS.min_obs, alias="NAV_ARB_MIN_OBS")
+    nav_arb_entry_z: float = Field(_NAV_DEFAULTS.entry_z, alias="NAV_ARB_ENTRY_Z")
+    nav_arb_entry_spread: float = Field(_NAV_DEFAULTS.entry_spread, alias="NAV_ARB_ENTRY_SPREAD")
+    nav_arb_exit_z: float = Field(_NAV_DEFAULTS.exit_z, alias="NAV_ARB_EXIT_Z")
+    nav_arb_trust_qty: Decimal = Field(_NAV_DEFAULTS.trust_qty, alias="NAV_ARB_TRUST_QTY")
+    #: the spot venue's quantity step (the spot leg is rounded down to it)
+    nav_arb_spot_step: Decimal = Field(_NAV_DEFAULTS.spot_step, alias="NAV_ARB_SPOT_STEP")
+    nav_arb_unwind_attempts: int = Field(_NAV_DEFAULTS.unwind_attempts, alias="NAV_ARB_UNWIND_ATTEMPTS")
+    nav_arb_pairs: dict[str, dict[str, Any]] = Field(default_factory=dict, alias="NAV_ARB_PAIRS")
+
+    @model_validator(mode="after")
+    def _nav_arb_params_valid(self) -> Settings:
+        """A bad NAV-arb setting stops the worker at start, naming it, not at a pair's first quote."""
+        self.nav_arb_params(None)
+        for pair in self.nav_arb_pairs:
+            self.nav_arb_params(pair)
+        return self
+
+    def nav_arb_params(self, pair: str | None) -> NavArbParams:
+        """The rule's parameters for ``pair``: the NAV_ARB_* defaults and its NAV_ARB_PAIRS overrides."""
+        params = NavArbParams(
+            window=self.nav_arb_window, min_obs=self.nav_arb_min_obs, entry_z=self.nav_arb_entry_z,
+            entry_spread=self.nav_arb_entry_spread, exit_z=self.nav_arb_exit_z, trust_qty=self.nav_arb_trust_qty,
+            spot_step=self.nav_arb_spot_step, unwind_attempts=self.nav_arb_unwind_attempts,
+        )
+        overrides = self.nav_arb_pairs.get(pair, {}) if pair is not None else {}
+        unknown = set(overrides) - NAV_PAIR_FIELDS
+        if unknown:
+            raise ValueError(f"NAV_ARB_PAIRS[{pair!r}]: unknown field(s) {sorted(unknown)}; "
+                             f"known: {sorted(NAV_PAIR_FIELDS)}")
+        types = {f.name: f.type for f in fields(NavArbParams)}
+        converted = {name: _as(types[name], value) for name, value in overrides.items()}
+        return replace(params, **converted)
+
     def executor_brokers(self) -> list[Broker]:
         return list(self.worker_brokers or Broker)
 
@@ -96,6 +143,18 @@ class Settings(BaseSettings):
         roles = "-".join(sorted(self.worker_roles))
         brokers = "-".join(sorted(self.worker_brokers)) if WorkerRole.EXECUTORS in self.worker_roles else ""
         return "-".join(p for p in (self.app_id, roles, brokers) if p)
+
+
+def _as(kind: Any, value: Any) -> Any:
+    """A NAV_ARB_PAIRS value as its NavArbParams field's type (annotations are strings here)."""
+    name = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    if name == "Decimal":
+        return Decimal(str(value))
+    if name == "int":
+        return int(value)
+    if name == "float":
+        return float(value)
+    return value
 
 
 @lru_cache(maxsize=1)

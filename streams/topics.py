@@ -8,6 +8,8 @@ SIGNALS = "signals"
 ORDER_EVENTS = "order-events"
 FILLS = "fills"
 NAV_QUOTES = "nav.quotes"
+#: internal: the NAV-arb legs' terminal order events, keyed by pair (agents/nav_arb.py)
+NAV_LEGS = "nav.legs"
 DLQ = "signals.dlq"
 
 
@@ -16,4 +18,4 @@ def orders_topic(broker: Broker) -> str:
 
 
 ORDER_TOPICS = {broker: orders_topic(broker) for broker in Broker}
-ALL_TOPICS = (SIGNALS, *ORDER_TOPICS.values(), ORDER_EVENTS, FILLS, NAV_QUOTES, DLQ)
+ALL_TOPICS = (SIGNALS, *ORDER_TOPICS.values(), ORDER_EVENTS, FILLS, NAV_QUOTES, NAV_LEGS, DLQ)

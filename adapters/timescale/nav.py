@@ -29,21 +29,22 @@ from execution.nav_arb import (
 from schemas import Signal
 
 LOAD_PAIRS = (
-    "SELECT p.pair, p.version, CASE WHEN p.version = k.known THEN NULL ELSE p.state END AS state, "
+    "SELECT p.pair, p.version, CASE WHEN p.fingerprint = k.known THEN NULL ELSE p.state END AS state, "
     "CASE WHEN p.outbox_sent THEN NULL ELSE p.outbox END AS outbox "
-    "FROM nav_pairs AS p JOIN unnest($1::text[], $2::bigint[]) AS k(pair, known) ON k.pair = p.pair"
+    "FROM nav_pairs AS p JOIN unnest($1::text[], $2::text[]) AS k(pair, known) ON k.pair = p.pair"
 )
 UNSENT_OUTBOXES = "SELECT pair, version, state, outbox FROM nav_pairs WHERE NOT outbox_sent ORDER BY pair"
 SAVE_PAIRS = (
     # expected = 0: a new pair, inserted unless a row appeared meanwhile; expected > 0: updated
     # only while the stored version is still the expected one. A NULL outbox keeps the stored one
     # (and whether it was sent); a new outbox is unsent until mark_nav_outbox_sent.
-    "WITH w AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::jsonb[], $5::jsonb[]) "
-    "AS w(pair, expected, episode, state, outbox)), "
-    "inserted AS (INSERT INTO nav_pairs (pair, version, episode, state, outbox, outbox_sent) "
-    "SELECT pair, 1, episode, state, COALESCE(outbox, '[]'::jsonb), outbox IS NULL FROM w "
+    "WITH w AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::jsonb[], $5::jsonb[], $6::text[]) "
+    "AS w(pair, expected, episode, state, outbox, fingerprint)), "
+    "inserted AS (INSERT INTO nav_pairs (pair, version, fingerprint, episode, state, outbox, outbox_sent) "
+    "SELECT pair, 1, fingerprint, episode, state, COALESCE(outbox, '[]'::jsonb), outbox IS NULL FROM w "
     "WHERE expected = 0 ORDER BY pair ON CONFLICT (pair) DO NOTHING RETURNING pair), "
-    "updated AS (UPDATE nav_pairs AS p SET version = w.expected + 1, episode = w.episode, state = w.state, "
+    "updated AS (UPDATE nav_pairs AS p SET version = w.expected + 1, fingerprint = w.fingerprint, "
+    "episode = w.episode, state = w.state, "
     "outbox = COALESCE(w.outbox, p.outbox), outbox_sent = (w.outbox IS NULL AND p.outbox_sent), "
     "updated_at = now() FROM w WHERE p.pair = w.pair AND w.expected > 0 AND p.version = w.expected "
     "RETURNING p.pair) "
@@ -92,7 +93,7 @@ def _json(raw: Any) -> Any:
     return json.loads(raw) if isinstance(raw, str) else raw
 
 
-async def load_pairs(db: asyncpg.Pool | asyncpg.Connection, known: Mapping[str, int]) -> dict[str, StoredPair]:
+async def load_pairs(db: asyncpg.Pool | asyncpg.Connection, known: Mapping[str, str]) -> dict[str, StoredPair]:
     if not known:
         return {}
     pairs = sorted(known)
@@ -116,7 +117,7 @@ async def save(conn: asyncpg.Connection, writes: Sequence[PairWrite], spreads: S
         ordered = sorted(writes, key=lambda w: w.pair)
         rows = await conn.fetch(SAVE_PAIRS, [w.pair for w in ordered], [w.expected for w in ordered],
                                 [w.episode.value for w in ordered], [json.dumps(w.state) for w in ordered],
-                                [_outbox(w.outbox) for w in ordered])
+                                [_outbox(w.outbox) for w in ordered], [w.fingerprint for w in ordered])
         saved = {row["pair"] for row in rows}
         if len(saved) != len(ordered):
             raise StaleNavState([w.pair for w in ordered if w.pair not in saved])

@@ -345,9 +345,9 @@ class TimescaleStore:
 
     # ---- NavArbStore (execution/nav_arb.py): the NAV-arb agent's pairs, observations, episodes ----
 
-    async def load_nav_pairs(self, known: Mapping[str, int]) -> dict[str, StoredPair]:
-        """The rows of ``known``'s pairs; a pair's state only where the caller's version is not
-        the stored one, its outbox only while unsent (``adapters/timescale/nav.py``)."""
+    async def load_nav_pairs(self, known: Mapping[str, str]) -> dict[str, StoredPair]:
+        """The rows of ``known``'s pairs; a pair's state only where the caller's cached state is
+        not the stored one (by fingerprint), its outbox only while unsent (``timescale/nav.py``)."""
         return await nav.load_pairs(self.pool, known)
 
     async def save_nav(self, writes: Sequence[PairWrite], spreads: Sequence[SpreadRow],

@@ -10,7 +10,7 @@
 -- nav_pairs is the durable source of each pair's state (agents/nav_arb.py): the window, the
 -- position and the episode as one JSON value, saved in the same transaction as the observations
 -- it comes from, with a version that every save compares (a worker holding an older version saves
--- nothing and reads again). The outbox holds the signals a version asked for, until they were
+-- nothing and reads again) and a fingerprint of its content (a cache is trusted only with it). The outbox holds the signals a version asked for, until they were
 -- delivered (outbox_sent): a worker that died between the commit and the produce left them there,
 -- and whoever holds the pair next sends them (idempotently: their signal ids are deterministic).
 --
@@ -32,6 +32,9 @@ ALTER TABLE nav_spreads ADD COLUMN IF NOT EXISTS recorded_at TIMESTAMPTZ NOT NUL
 CREATE TABLE IF NOT EXISTS nav_pairs (
     pair         TEXT PRIMARY KEY,
     version      BIGINT NOT NULL CHECK (version > 0),
+    -- the state's content hash (execution/nav_arb.py fingerprint): a worker's cached state is
+    -- used only when it has this one, whatever version number its cache carries
+    fingerprint  TEXT NOT NULL,
     episode      TEXT NOT NULL CHECK (episode IN ('FLAT', 'ENTERING', 'IN_POSITION', 'EXITING', 'UNWINDING')),
     state        JSONB NOT NULL,
     outbox       JSONB NOT NULL DEFAULT '[]',

@@ -21,6 +21,7 @@ from execution.nav_arb import (
     PairWrite,
     SpreadRow,
     StaleNavState,
+    fingerprint,
 )
 from schemas import Side, Signal
 
@@ -50,21 +51,22 @@ async def script(store: InMemoryStore | TimescaleStore) -> list[Any]:
     """Every call a worker makes, including a stale save, in order; the answers and what is
     readable afterwards make the transcript."""
     out: list[Any] = []
-    out.append(await store.load_nav_pairs({"P": 0, "Q": 0}))
+    out.append(await store.load_nav_pairs({"P": "", "Q": ""}))
     await store.save_nav([PairWrite("P", 0, state("P", 1), Episode.FLAT)], [spread("P", 0, None)], [])
-    out.append(await store.load_nav_pairs({"P": 0}))
-    out.append(await store.load_nav_pairs({"P": 1}))  # cached version current: no state
+    out.append(await store.load_nav_pairs({"P": ""}))
+    out.append(await store.load_nav_pairs({"P": fingerprint(state("P", 1))}))  # cached state current: no state
+    out.append(await store.load_nav_pairs({"P": fingerprint(state("P", 2))}))  # another state: the stored one
     with pytest.raises(StaleNavState):  # a worker that still believes there is no row
         await store.save_nav([PairWrite("P", 0, state("P", 2), Episode.FLAT)], [spread("P", 1, 1.5)], [])
     with pytest.raises(StaleNavState):  # one stale pair fails the whole save
         await store.save_nav([PairWrite("Q", 0, state("Q", 1), Episode.FLAT),
                               PairWrite("P", 7, state("P", 2), Episode.FLAT)], [spread("Q", 0, 0.5)], [])
-    out.append(await store.load_nav_pairs({"P": 1, "Q": 0}))  # nothing of it was saved
+    out.append(await store.load_nav_pairs({"P": fingerprint(state("P", 1)), "Q": ""}))  # nothing of it was saved
     record = EpisodeRecord("P", T0, "nav-P-0123456789abcdef0123", Episode.FLAT, Episode.ENTERING,
                            Decision.LONG_TRUST_SHORT_SPOT, "entry", ({"name": "trust", "filled": "0"},))
     await store.save_nav([PairWrite("P", 1, state("P", 2), Episode.ENTERING, (leg(1), leg(2)))],
                          [spread("P", 1, -2.0000000000000004, Decision.LONG_TRUST_SHORT_SPOT)], [record])
-    out.append(await store.load_nav_pairs({"P": 2}))  # current, but its outbox is unsent
+    out.append(await store.load_nav_pairs({"P": fingerprint(state("P", 2))}))  # current; its outbox unsent
     out.append(await store.unsent_nav_outboxes())
     await store.save_nav([PairWrite("P", 2, state("P", 3), Episode.ENTERING)], [spread("P", 2, 0.1)], [])
     out.append(await store.unsent_nav_outboxes())  # a save without an outbox keeps the unsent one
@@ -72,7 +74,7 @@ async def script(store: InMemoryStore | TimescaleStore) -> list[Any]:
     out.append(sorted(await store.unsent_nav_outboxes()))
     await store.mark_nav_outbox_sent({"P": 3})
     out.append(await store.unsent_nav_outboxes())
-    out.append(await store.load_nav_pairs({"P": 3}))
+    out.append(await store.load_nav_pairs({"P": ""}))
     out.append(await store.nav_spreads("P"))
     out.append(await store.nav_episodes("P"))
     return out
@@ -112,7 +114,7 @@ async def test_a_concurrent_writer_of_the_same_version_loses(store: TimescaleSto
             except StaleNavState:
                 outcomes.append("stale")
         assert outcomes == ["saved", "stale"]
-        [row] = (await store.load_nav_pairs({"P": 0})).values()
+        [row] = (await store.load_nav_pairs({"P": ""})).values()
         assert row.version == 2 and row.state == state("P", 2)
         assert [r.ts for r in await store.nav_spreads("P")] == [T0 + timedelta(seconds=2)]
     finally:
