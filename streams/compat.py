@@ -77,6 +77,7 @@ _BATCHES = "agents/batches.py greedy_batches"
 _DRAIN = "streams/transport.py TunedConsumer._drain_messages"
 _ADAPTIVE = "streams/transport.py AdaptiveFetchWait"
 _WAKE = "streams/transport.py TunedConsumer.on_buffer_drop/wake_fetch"
+_SEEK = "streams/transport.py TunedConsumer.perform_seek"
 
 #: sha256 of faust-streaming 0.15.3's ``Consumer._drain_messages`` source, which
 #: ``TunedConsumer._drain_messages`` copies (changing only how each message is handed over)
@@ -136,6 +137,9 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(AIOKAFKA, "aiokafka.consumer.fetcher:Fetcher", "_create_fetch_waiter",
                 f"{_WAKE} (fetched_records waits on these futures)", kind="read", set_in=("fetched_records",)),
     Requirement(MODE, "mode.threads:ServiceThread", "thread_loop", _WAKE, kind="assigned"),
+    # streams/transport.py: a partition without a committed offset is rewound on a seek (issue 15)
+    Requirement(FAUST, "faust.transport.consumer:Consumer", "perform_seek", _SEEK, params=()),
+    Requirement(FAUST, "faust.transport.consumer:Consumer", "_committed_offset", _SEEK, kind="assigned"),
     Requirement(FAUST, "faust.transport.consumer:ThreadDelegateConsumer", "_thread", _WAKE, kind="assigned"),
     Requirement(FAUST, "faust.transport.consumer:Consumer", "on_buffer_drop", _WAKE, params=("tp",)),
     Requirement(FAUST, "faust.transport.consumer:Consumer", "_buffered_partitions", _WAKE, kind="assigned",

@@ -246,6 +246,29 @@ class TunedConsumer(faust_aiokafka.Consumer):
         finally:
             unset_flag(CONSUMER_FETCHING)
 
+    async def perform_seek(self) -> None:
+        """Faust's seek to the committed offsets (after a rebalance, and whenever ``getmany``
+        finds the flow stopped and throws away what it fetched), plus: a partition with no
+        committed offset goes back to its beginning, as a consumer starting without one would.
+
+        Faust's seek leaves such a partition where aiokafka's fetch position is, which after a
+        discarded fetch is past records never delivered: they are skipped until the worker
+        restarts. Seen with the NAV-arb table (issue 15): a worker killed before its first commit
+        and restarted while its table recovered skipped the quotes published meanwhile. Going back
+        redelivers what was already processed, which every agent handles (idempotent); a
+        committed offset of 0, which Faust and aiokafka do not seek to either, counts as none."""
+        await super().perform_seek()
+        if self.app.conf.consumer_auto_offset_reset != "earliest":
+            return
+        changelogs = self.app.tables.changelog_topics
+        uncommitted = sorted(tp for tp in self.assignment()
+                             if tp.topic not in changelogs and not self._committed_offset.get(tp))
+        if uncommitted:
+            await self._thread.seek_to_beginning(*(aiokafka.TopicPartition(tp.topic, tp.partition)
+                                                   for tp in uncommitted))
+            for tp in uncommitted:
+                self._read_offset[tp] = None
+
     def _new_consumer_thread(self) -> TunedConsumerThread:
         thread = TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
         # mode waits up to 60 s for the consumer thread's own shutdown (aiokafka leaving the
