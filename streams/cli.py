@@ -3,7 +3,8 @@
 ``worker`` is Faust's own worker command (``app.main()``), so every Faust worker option works
 (``-l info``, ``--without-web``, ``--web-port``); ``--roles`` and ``--brokers`` are ours, the command-line
 form of ``WORKER_ROLES`` / ``WORKER_BROKERS``. ``schema`` exports the wire contract's JSON Schema and
-``signal send`` publishes one signal, or a file of them (``--file``, one JSON signal a line). Further
+``signal send`` publishes one signal, or a file of them (``--file``, one JSON signal a line); ``nav feed``
+publishes NavQuotes built from the venues' market data (streams/nav_feed.py). Further
 commands come from the ``superintel.commands`` entry points (pyproject.toml): each is a function that
 adds its subcommand to the parser and sets a ``handler``. The developer tools (``stack``, ``demo``,
 ``venue``) arrive that way from devstack/cli.py, so this module, like all production code, never
@@ -249,6 +250,23 @@ def cmd_signal_send_file(source: Path, *, dry_run: bool = False) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_nav_feed(args: argparse.Namespace) -> int:
+    from decimal import Decimal
+
+    from execution.nav_feed import NavPairSpec
+    from streams.nav_feed import run_nav_feed
+    from streams.settings import get_settings
+
+    spec = NavPairSpec(pair=args.pair, trust_symbol=args.trust, spot_symbol=args.spot,
+                       holdings_per_share=Decimal(args.holdings))
+    try:
+        sent = asyncio.run(run_nav_feed(get_settings(), spec, args.interval, args.count))
+    except KeyboardInterrupt:
+        return 0
+    print(json.dumps({"published": sent, "pair": spec.pair}), file=sys.stderr)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="superintel", description="SuperIntel Execution")
     sub = p.add_subparsers(dest="command", required=True)
@@ -277,6 +295,16 @@ def parser() -> argparse.ArgumentParser:
     send.add_argument("--strategy", default="cli")
     send.add_argument("--id", dest="signal_id")
     send.set_defaults(handler=cmd_signal_send)
+    nav = sub.add_parser("nav", help="NAV-arbitrage tools")
+    nav_sub = nav.add_subparsers(dest="nav_command", required=True)
+    feed = nav_sub.add_parser("feed", help="publish NavQuotes built from the venues' market data to nav.quotes")
+    feed.add_argument("pair", help="the pair's name, e.g. GBTC-BTC (the nav.quotes key)")
+    feed.add_argument("--trust", required=True, help="the trust's symbol, priced by its venue (e.g. GBTC)")
+    feed.add_argument("--spot", required=True, help="the spot symbol, priced by the spot venue (e.g. BTC-USDT)")
+    feed.add_argument("--holdings", required=True, help="spot units held per trust share (NAV = holdings x spot)")
+    feed.add_argument("--interval", type=float, default=1.0, help="seconds between quotes")
+    feed.add_argument("--count", type=int, help="stop after this many ticks (default: until Ctrl-C)")
+    feed.set_defaults(handler=cmd_nav_feed)
     from replay.cli import configure as configure_replay  # argparse only; the replay loads when it runs
 
     configure_replay(sub.add_parser("replay", help="replay a time range of a topic through the pipeline "
