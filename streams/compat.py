@@ -84,13 +84,16 @@ _SEEK = "streams/transport.py TunedConsumer.perform_seek"
 DRAIN_MESSAGES_SHA256 = "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"
 
 REQUIREMENTS: tuple[Requirement, ...] = (
-    # agents/batches.py: the batching stream (Faust's take_events mechanics, other close rule)
-    Requirement(FAUST, "faust.streams:Stream", "_enable_passive", _BATCHES, params=("channel",)),
+    # agents/batches.py: the agent's queue drained in bulk, with Faust's per-event bookkeeping done
+    # as its stream iteration does it (public names, but only that iteration uses them this way)
+    Requirement(FAUST, "faust.transport.consumer:Consumer", "track_message", _BATCHES, params=("message",)),
+    Requirement(FAUST, "faust.types.tuples:Message", "tracked", _BATCHES),
+    Requirement(FAUST, "faust.types.tuples:Message", "generation_id", _BATCHES),
+    Requirement(FAUST, "faust.transport.conductor:Conductor", "acking_topics", _BATCHES),
+    Requirement(FAUST, "faust.streams:Stream", "ack", _BATCHES, params=("event",)),
     Requirement(FAUST, "faust.streams:Stream", "_processors", _BATCHES, kind="assigned"),
-    Requirement(FAUST, "faust.streams:Stream", "add_processor", _BATCHES, params=("processor",)),
-    Requirement(FAUST, "faust.streams:Stream", "current_event", _BATCHES),
-    Requirement(FAUST, "faust.streams:Stream", "enable_acks", _BATCHES, kind="assigned"),
-    Requirement(FAUST, "faust.streams:Stream", "wait_for_stopped", _BATCHES),
+    Requirement(FAUST, "faust.streams:Stream", "events_total", _BATCHES),
+    Requirement(MODE, "mode.utils.queues:ThrowableQueue", "get_nowait", _BATCHES, params=()),
     # streams/transport.py: the fetch wait Faust hard-codes, injected into aiokafka's consumer
     Requirement(FAUST, "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread", "_create_worker_consumer",
                 "streams/transport.py TunedConsumerThread", params=("transport",)),

@@ -7,7 +7,6 @@ import importlib
 import sys
 
 import aiokafka
-import faust
 import pytest
 from faust.transport import consumer as faust_consumer
 
@@ -28,20 +27,20 @@ def test_the_pins_are_read_from_the_project_metadata() -> None:
 def test_a_missing_method_fails_the_import_naming_it_its_user_and_the_versions(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delattr(faust.Stream, "_enable_passive")
+    monkeypatch.delattr(faust_consumer.Consumer, "_get_active_partitions")
     with pytest.raises(ImportError) as info:
         compat.verify()
     message = str(info.value)
-    assert "faust.streams:Stream._enable_passive" in message
-    assert "agents/batches.py greedy_batches" in message
+    assert "faust.transport.consumer:Consumer._get_active_partitions" in message
+    assert "streams/transport.py TunedConsumer.on_buffer_drop/wake_fetch" in message
     assert "is missing" in message
     assert "faust-streaming 0.15.3 installed, 0.15.3 pinned in pyproject.toml" in message
 
 
 def test_importing_the_app_module_runs_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delattr(faust.Stream, "_enable_passive")
+    monkeypatch.delattr(faust_consumer.Consumer, "_get_active_partitions")
     monkeypatch.delitem(sys.modules, "streams.app", raising=False)
-    with pytest.raises(ImportError, match="_enable_passive"):
+    with pytest.raises(ImportError, match="_get_active_partitions"):
         importlib.import_module("streams.app")
     # (monkeypatch puts the attribute and the module imported before back afterwards)
 
