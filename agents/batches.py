@@ -105,21 +105,27 @@ async def greedy_batches(
             batch.remove(event)
             stale.append(event)  # filtered out: acked, as Faust does
 
-    while not stream.should_stop:
+    closed = False
+    while not (closed or stream.should_stop):
         batch: list[EventT[Any]] = []
         stale: list[EventT[Any]] = []
-        event = await get()  # waits while idle; a stop cancels it
-        while True:
-            admit(event, batch, stale)
-            if processors and batch and batch[-1] is event:
-                await process(event, batch, stale)
-            if len(batch) >= max_:
-                break
-            if empty():
-                await asyncio.sleep(0)  # deliveries already under way land in this batch
-                if empty():
+        try:
+            event = await get()  # waits while idle; a stop cancels it
+            while True:
+                admit(event, batch, stale)
+                if processors and batch and batch[-1] is event:
+                    await process(event, batch, stale)
+                if len(batch) >= max_:
                     break
-            event = get_nowait()
+                if empty():
+                    await asyncio.sleep(0)  # deliveries already under way land in this batch
+                    if empty():
+                        break
+                event = get_nowait()
+        except StopAsyncIteration:
+            # the channel was closed (Faust throws this into the queue when the stream ends): what
+            # was taken before is still handed over, then the batches end, as Faust's iteration does
+            closed = True
         for event in stale:
             await stream.ack(event)
         if not batch:

@@ -81,6 +81,19 @@ def run_delay_seconds(pid: int) -> float:
     return total / 1e9
 
 
+def thread_times(pid: int, tid: int | None = None) -> tuple[float, float]:
+    """(CPU seconds, seconds waiting for a CPU) of one thread (the main thread by default): what
+    is neither was spent idle, waiting for I/O or an event."""
+    task = _PROC / str(pid) / "task" / str(tid if tid is not None else pid)
+    try:
+        text = (task / "stat").read_text()
+        delay = int((task / "schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0, 0.0
+    fields = text[text.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS, delay
+
+
 async def backend_pids(database_url: str) -> list[int]:
     """The PostgreSQL backend processes serving the database of ``database_url`` (other than the
     connection that asks)."""

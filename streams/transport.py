@@ -11,7 +11,8 @@
    fetched for it wait in aiokafka's buffer, which aiokafka does not refetch, so a ``getmany`` on
    the remaining partitions waited out its whole timeout (1 s) before it looked at the re-activated
    partition again, and with every partition dropped Faust slept a second. Now the moment the
-   queue drains (``on_buffer_drop``) wakes the waiting fetch, or the drain loop itself.
+   queue drains (``on_buffer_drop``) wakes the waiting fetch, or the drain loop itself; and the
+   commit every ``broker_commit_every`` acks no longer stops delivery while it is made.
 
 Everything else is Faust's own code path (faust-streaming is pinned, since this overrides internals;
 streams/compat.py checks every private name used here when the app is imported).
@@ -117,6 +118,12 @@ class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             loop.call_soon_threadsafe(_wake_waiters, consumer._fetcher)
 
 
+def _report_commit_failure(task: asyncio.Future[bool]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("commit after broker_commit_every acks failed (the timer commit retries it): %r",
+                    task.exception())
+
+
 def _wake_waiters(fetcher: Any) -> None:
     """Resolve the futures ``Fetcher.fetched_records`` waits on (as new records would): it then
     looks at its buffer again, with the partition set as it is now."""
@@ -178,6 +185,22 @@ class TunedConsumer(faust_aiokafka.Consumer):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(resumed.wait(), timeout=self.resume_check_interval)
 
+    _count_commit: asyncio.Future[bool] | None = None
+
+    def _commit_in_background(self) -> None:
+        """The commit Faust makes every ``broker_commit_every`` acks, without holding up delivery.
+
+        Faust awaits it in the drain loop, so no message reached the agents during the commit's
+        round trip, and an agent draining a backlog found its queue empty and idled (bench/run.py,
+        the do-nothing agent: a ~60 ms pause each time). It commits only what was acked, whether
+        awaited or not; one at a time (``Consumer.commit`` itself waits for one in progress), and
+        the timer commit (``broker_commit_interval``) and the stop's final commit still run."""
+        running = self._count_commit
+        if running is not None and not running.done():
+            return  # the next threshold, the timer or the stop commits what is acked meanwhile
+        self._count_commit = task = asyncio.ensure_future(self.commit())
+        task.add_done_callback(_report_commit_failure)
+
     def _all_paused(self) -> bool:
         """Assigned partitions exist and Faust dropped every one of them for a full queue."""
         return bool(self._buffered_partitions) and not self._get_active_partitions()
@@ -221,7 +244,7 @@ class TunedConsumer(faust_aiokafka.Consumer):
                                 await self._add_gap(tp, r_offset + 1, offset)
                             if commit_every is not None and self._n_acked >= commit_every:
                                 self._n_acked = 0
-                                await self.commit()
+                                self._commit_in_background()
                             if flow_suspended():
                                 await self.wait_first(callback(message), self.suspend_flow.wait())
                             else:

@@ -232,3 +232,24 @@ async def test_a_batch_is_acked_only_when_the_body_that_got_it_completed() -> No
     assert [[e.value for e in batch] for batch in received] == [[b"a", b"b", b"c"], [b"d"]]
     assert [e.message.acked for e in received[0]] == [True, True, True]
     assert [e.message.acked for e in received[1]] == [False]
+
+
+async def test_the_batches_end_when_the_channel_is_closed() -> None:
+    """Faust ends a stream by throwing StopAsyncIteration into its channel's queue; the batches
+    end there (the agent's loop returns) instead of the generator crashing with a RuntimeError."""
+    app = faust.App("test-batches-end", broker="kafka://127.0.0.1:1", store="memory://")
+    received: list[list[bytes]] = []
+    ended = asyncio.Event()
+
+    @app.agent()
+    async def consume(stream: StreamT[bytes]) -> None:
+        async for batch in greedy_batches(cast(faust.Stream[bytes], stream), 10, 0.01):
+            received.append([e.value for e in batch])
+        ended.set()
+
+    async with consume.test_context() as agent:
+        await agent.put(b"a")
+        agent.stream().channel._throw(StopAsyncIteration())
+        await asyncio.wait_for(ended.wait(), timeout=10)
+
+    assert received == [[b"a"]]
