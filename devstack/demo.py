@@ -7,7 +7,8 @@ summary. Crypto trades on the Binance simulator, equities, options and futures o
 simulator ("IBKR", through ib_async), FX on the MT4 bridge simulator ("MT4", REST through httpx).
 Two faults are played: a Binance outage (HTTP 503, the breaker opens, crypto goes to paper) and IB
 Gateway's nightly restart (``devstack/ibkr_restart.py``: orders held, rerouted or rejected per
-policy, fills made while the worker was disconnected recorded once after the reconnect). Every
+policy, fills made while the worker was disconnected recorded once after the reconnect). Then the
+NAV-arbitrage agent trades a synthetic GBTC premium (``devstack/nav_demo.py``). Every
 row it reports is read back from where a user would look, never from counters inside the producer.
 It never deletes data: this run's rows are told apart by a run id.
 """
@@ -36,7 +37,7 @@ from rich.live import Live
 from rich.table import Table
 
 from adapters.timescale import queries
-from devstack import ibkr_restart
+from devstack import ibkr_restart, nav_demo
 from devstack.signal_mix import MALFORMED, SignalMix
 from devstack.stack import EmbeddedStack, create_topics
 from devstack.venues_embedded import EmbeddedVenues
@@ -146,6 +147,8 @@ async def _demo(n_mix: int, rate: float, n_malformed: int, outage: float, restar
             console.print(*await ibkr_restart.restart_summary(
                 pool, prefix, report, ibkr_restart.policy_label(worker_env), ib_lines))
             ok = ok and ibkr_restart.resynced_ok(report, await queries.recorded_exec_ids(pool, prefix))
+        # NAV arbitrage (issue 15): a synthetic GBTC premium crossing both thresholds, traded by the agent
+        console.print(await nav_demo.run(console, stack.kafka_bootstrap, venues, pool, run_id))
         console.print(await _replay_own_run(console, stack.kafka_bootstrap, started_at, run_id))
         console.rule("[green]done[/]" if ok else "[red]incomplete: see the worker log[/]")
         return 0 if ok else 1

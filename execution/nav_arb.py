@@ -216,9 +216,9 @@ class Leg:
         return self.filled * self.side.sign
 
     def describe(self) -> str:
-        text = f"{self.name} leg {self.side} {self.quantity} {self.symbol}: {self.state or 'working'}"
+        text = f"{self.name} leg {self.side} {_qty(self.quantity)} {self.symbol}: {self.state or 'working'}"
         if self.state is not None and self.state is not OrderState.FILLED:
-            text += f" (filled {self.filled}{', ' + self.reason if self.reason else ''})"
+            text += f" (filled {_qty(self.filled)}{', ' + self.reason if self.reason else ''})"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -234,6 +234,11 @@ class Leg:
                    filled=Decimal(data.get("filled") or 0),
                    avg_price=Decimal(data["avg_price"]) if data.get("avg_price") is not None else None,
                    reason=str(data.get("reason") or ""))
+
+
+def _qty(value: Decimal) -> str:
+    """A quantity as people write it in a reason (0.08900000 -> 0.089, 100.0 -> 100)."""
+    return f"{value.normalize():f}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,7 +438,7 @@ class PairState:
             return
         step.signals += [self._signal(leg, ts, self.prices.get(leg.name)) for leg in self.legs.values()]
         self._record(step, ts, Episode.EXITING, "exit: closing " + ", ".join(
-            f"{leg.side} {leg.quantity} {leg.symbol}" for leg in self.legs.values()))
+            f"{leg.side} {_qty(leg.quantity)} {leg.symbol}" for leg in self.legs.values()))
 
     def _exit_done(self, ts: datetime, step: Step) -> None:
         failed = "; ".join(leg.describe() for leg in self.legs.values() if leg.state is not OrderState.FILLED)
@@ -453,7 +458,7 @@ class PairState:
                      for name, qty in sorted(self.filled.items()) if qty}
         step.signals += [self._signal(leg, ts, self.prices.get(leg.name)) for leg in self.legs.values()]
         self._record(step, ts, Episode.UNWINDING, f"{reason}; unwinding (attempt {attempt}): " + ", ".join(
-            f"{leg.side} {leg.quantity} {leg.symbol}" for leg in self.legs.values()))
+            f"{leg.side} {_qty(leg.quantity)} {leg.symbol}" for leg in self.legs.values()))
 
     def _unwind_done(self, ts: datetime, step: Step) -> None:
         failed = "; ".join(leg.describe() for leg in self.legs.values() if leg.state is not OrderState.FILLED)
