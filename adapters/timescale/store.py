@@ -93,6 +93,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.OutOfMemoryError,
     asyncpg.QueryCanceledError,
     asyncpg.ReadOnlySQLTransactionError,
+    # the schema this code expects is not there (yet): a migration running, a deploy half done.
+    # Waited out like an outage; read as a bad message, it would dead-letter every fill.
+    asyncpg.UndefinedColumnError,
+    asyncpg.UndefinedTableError,
     ConnectionError,
 )
 

