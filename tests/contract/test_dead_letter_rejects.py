@@ -42,7 +42,6 @@ from execution.service import ExecutionService
 from schemas import (
     AssetClass,
     Broker,
-    DeadLetter,
     Order,
     OrderEvent,
     OrderIntent,
@@ -52,6 +51,7 @@ from schemas import (
     client_order_id_for,
 )
 from tests.fixtures.storage import STORE_TABLES
+from tests.unit.fakes import Event, Message, RecordingTopic
 
 D = Decimal
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -149,28 +149,6 @@ async def test_only_pending_rows_whose_claim_is_ours_free_or_expired_are_rejecte
 
 
 # ---- the executor: a dead letter after step 2 ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Message:
-    topic: str
-    partition: int
-    offset: int
-
-
-@dataclass(frozen=True)
-class Event:
-    message: Message
-    key: bytes | None
-    value: bytes
-
-
-@dataclass
-class RecordingTopic:
-    letters: list[DeadLetter] = field(default_factory=list)
-
-    async def send(self, *, key: bytes | None, value: bytes) -> None:
-        self.letters.append(DeadLetter.model_validate_json(value))
 
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, cast
 
@@ -22,7 +21,8 @@ from adapters.timescale import TRANSIENT_ERRORS, TimescaleStore
 from agents.batches import parse_items, process_batch
 from agents.dead_letters import DeadLetters
 from execution.retry import Backoff
-from schemas import DeadLetter, Order, OrderRequest
+from schemas import Order, OrderRequest
+from tests.unit.fakes import Event, Message, RecordingTopic
 
 NO_WAIT = Backoff(attempts=1_000_000, base=0.0, cap=0.0, jitter=0.0)
 POISON: list[tuple[str, Any]] = [
@@ -30,30 +30,6 @@ POISON: list[tuple[str, Any]] = [
     ("quantity", Decimal("1e-200000")),
     ("quantity", Decimal("1e400000")),
 ]
-
-
-@dataclass(frozen=True)
-class Message:
-    topic: str
-    partition: int
-    offset: int
-
-
-@dataclass(frozen=True)
-class Event:
-    message: Message
-    key: bytes | None
-    value: bytes
-
-
-@dataclass
-class RecordingTopic:
-    """The dead-letter topic, without Kafka: keeps each DeadLetter sent."""
-
-    letters: list[DeadLetter] = field(default_factory=list)
-
-    async def send(self, *, key: bytes | None, value: bytes) -> None:
-        self.letters.append(DeadLetter.model_validate_json(value))
 
 
 def request(n: int, **overrides: Any) -> dict[str, Any]:

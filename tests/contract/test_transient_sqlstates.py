@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urlencode
 
@@ -25,32 +24,11 @@ from adapters.timescale import TRANSIENT_ERRORS, TimescaleStore
 from agents.batches import parse_items, process_batch
 from agents.dead_letters import DeadLetters
 from execution.retry import Backoff
-from schemas import DeadLetter, Order, OrderRequest
+from schemas import Order, OrderRequest
 from streams.bootstrap import infrastructure_errors
+from tests.unit.fakes import Event, Message, RecordingTopic
 
 NO_WAIT = Backoff(attempts=1_000_000, base=0.0, cap=0.0, jitter=0.0)
-
-
-@dataclass(frozen=True)
-class Message:
-    topic: str
-    partition: int
-    offset: int
-
-
-@dataclass(frozen=True)
-class Event:
-    message: Message
-    key: bytes | None
-    value: bytes
-
-
-@dataclass
-class RecordingTopic:
-    letters: list[DeadLetter] = field(default_factory=list)
-
-    async def send(self, *, key: bytes | None, value: bytes) -> None:
-        self.letters.append(DeadLetter.model_validate_json(value))
 
 
 def events(n: int, prefix: str) -> list[EventT[Any]]:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from adapters.memory import InMemoryStore
 from execution.clock import ManualClock
 from execution.ports import ClaimResult, Quote, VenueOrderStatus
-from schemas import Broker, Fill, Order, OrderEvent, OrderState
+from schemas import Broker, DeadLetter, Fill, Order, OrderEvent, OrderState
 
 #: What a scripted call may answer: a status, an exception to raise, or a function of the order.
 Answer = VenueOrderStatus | BaseException | Callable[[Order], "VenueOrderStatus | None"] | None
@@ -312,3 +313,31 @@ def make_order(
 
 def ids(items: Iterable[Order | Fill | OrderEvent]) -> list[str]:
     return [i.client_order_id for i in items]
+
+
+@dataclass(frozen=True)
+class Message:
+    """What ``DeadLetters`` reads of a Faust message: where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Event:
+    """What the agents' batch helpers read of a Faust event: its message, key and raw value."""
+
+    message: Message
+    key: bytes | None
+    value: bytes
+
+
+@dataclass
+class RecordingTopic:
+    """Stands in for the ``signals.dlq`` topic: keeps what was sent, as the DeadLetter it is."""
+
+    letters: list[DeadLetter] = field(default_factory=list)
+
+    async def send(self, *, key: bytes | None, value: bytes) -> None:
+        self.letters.append(DeadLetter.model_validate_json(value))

@@ -17,37 +17,12 @@ from faust.types import EventT, StreamT, TopicT
 from agents.batches import greedy_batches, parse_items, process_batch
 from agents.dead_letters import DeadLetters
 from execution.retry import Backoff
-from schemas import DeadLetter, Fill
+from schemas import Fill
+from tests.unit.fakes import Event, Message, RecordingTopic
 
 TRANSIENT = (ConnectionError,)
 #: retries without waiting: the tests count calls, not seconds
 NO_WAIT = Backoff(attempts=1_000_000, base=0.0, cap=0.0, jitter=0.0)
-
-
-@dataclass(frozen=True)
-class Message:
-    topic: str
-    partition: int
-    offset: int
-
-
-@dataclass(frozen=True)
-class Event:
-    """What ``DeadLetters`` reads of a Faust event: where it came from, its key and raw value."""
-
-    message: Message
-    key: bytes | None
-    value: bytes
-
-
-@dataclass
-class RecordingTopic:
-    """Stands in for the ``signals.dlq`` topic: keeps what was sent, as the DeadLetter it is."""
-
-    letters: list[DeadLetter] = field(default_factory=list)
-
-    async def send(self, *, key: bytes | None, value: bytes) -> None:
-        self.letters.append(DeadLetter.model_validate_json(value))
 
 
 def event(offset: int, value: bytes = b"{}", topic: str = "fills") -> EventT[Any]:

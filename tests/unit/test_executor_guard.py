@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 from faust.types import EventT, TopicT
@@ -14,29 +13,8 @@ from agents.batches import parse_items, process_batch
 from agents.dead_letters import DeadLetters
 from agents.executor import topic_guard
 from execution.retry import Backoff
-from schemas import Broker, DeadLetter, OrderRequest
-
-
-@dataclass(frozen=True)
-class Message:
-    topic: str
-    partition: int
-    offset: int
-
-
-@dataclass(frozen=True)
-class Event:
-    message: Message
-    key: bytes | None
-    value: bytes
-
-
-@dataclass
-class RecordingTopic:
-    letters: list[DeadLetter] = field(default_factory=list)
-
-    async def send(self, *, key: bytes | None, value: bytes) -> None:
-        self.letters.append(DeadLetter.model_validate_json(value))
+from schemas import Broker, OrderRequest
+from tests.unit.fakes import Event, Message, RecordingTopic
 
 
 def on_binance_topic(offset: int, broker: str, asset_class: str = "CRYPTO", symbol: str = "BTC-USDT") -> EventT[Any]:
