@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -37,6 +37,23 @@ def is_control_path(path: str) -> bool:
     return path == PREFIX or path.startswith(PREFIX + "/")
 
 
+async def json_body(request: web.Request) -> dict[str, Any] | web.Response:
+    """A control request's JSON object body (empty = ``{}``), or the 400 answer saying why not.
+    Every ``/_sim`` endpoint of every simulator reads its body through this."""
+    try:
+        body = json.loads(await request.text() or "{}")
+    except ValueError as exc:
+        return bad_request(f"body is not JSON: {exc}")
+    if not isinstance(body, dict):
+        return bad_request("body must be a JSON object")
+    return body
+
+
+def bad_request(message: str) -> web.Response:
+    """The 400 answer of a control endpoint: ``{"error": message}``."""
+    return web.json_response({"error": message}, status=400)
+
+
 def add_control_routes(router: web.UrlDispatcher, target: Controlled) -> None:
     """Register the ``/_sim`` routes; call before any catch-all route of the venue."""
 
@@ -44,16 +61,13 @@ def add_control_routes(router: web.UrlDispatcher, target: Controlled) -> None:
         return web.json_response(target.faults.to_json())
 
     async def post_faults(request: web.Request) -> web.Response:
-        try:
-            patch = json.loads(await request.text() or "{}")
-        except ValueError as exc:
-            return web.json_response({"error": f"body is not JSON: {exc}"}, status=400)
-        if not isinstance(patch, dict):
-            return web.json_response({"error": "body must be a JSON object"}, status=400)
+        patch = await json_body(request)
+        if isinstance(patch, web.Response):
+            return patch
         try:
             target.faults.update(patch)
         except ValueError as exc:
-            return web.json_response({"error": str(exc)}, status=400)
+            return bad_request(str(exc))
         return web.json_response(target.faults.to_json())
 
     async def get_stats(_request: web.Request) -> web.Response:

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from venues.common.control import PREFIX
+from venues.common.control import PREFIX, bad_request, json_body
 from venues.common.faults import Faults, Op
 from venues.common.http_server import HttpVenueServer, Route
 from venues.common.prices import PricePath
@@ -275,7 +275,7 @@ class Mt4Simulator:
         return web.json_response(self.state())
 
     async def _http_knobs(self, request: web.Request) -> web.Response:
-        patch = await _control_body(request)
+        patch = await json_body(request)
         if isinstance(patch, web.Response):
             return patch
         try:
@@ -285,41 +285,27 @@ class Mt4Simulator:
         return web.json_response(self.engine.knobs.to_json())
 
     async def _http_price(self, request: web.Request) -> web.Response:
-        body = await _control_body(request)
+        body = await json_body(request)
         if isinstance(body, web.Response):
             return body
         symbol = body.get("symbol")
         if not isinstance(symbol, str) or symbol not in self.engine.symbols:
-            return _bad(f"symbol must be one of {', '.join(self.engine.symbols)}, got {symbol!r}")
+            return bad_request(f"symbol must be one of {', '.join(self.engine.symbols)}, got {symbol!r}")
         given = [name for name in ("bid", "price", "ask") if body.get(name) is not None]
         if len(given) != 1:
-            return _bad("give exactly one of bid, price (the bid) and ask, as a decimal string")
+            return bad_request("give exactly one of bid, price (the bid) and ask, as a decimal string")
         try:
             value = Decimal(str(body[given[0]]))
         except InvalidOperation:
-            return _bad(f"{given[0]} must be a decimal, got {body[given[0]]!r}")
+            return bad_request(f"{given[0]} must be a decimal, got {body[given[0]]!r}")
         hold = body.get("hold", True)
         if not isinstance(hold, bool):
-            return _bad(f"hold must be true or false, got {hold!r}")
+            return bad_request(f"hold must be true or false, got {hold!r}")
         try:
             if given[0] == "ask":
                 self.engine.set_price(symbol, ask=value, hold=hold)
             else:
                 self.engine.set_price(symbol, bid=value, hold=hold)
         except (ValueError, ArithmeticError) as exc:
-            return _bad(str(exc))
+            return bad_request(str(exc))
         return web.json_response(self.engine.quote(symbol))
-
-
-async def _control_body(request: web.Request) -> JsonObj | web.Response:
-    try:
-        body = json.loads(await request.text() or "{}")
-    except ValueError as exc:
-        return _bad(f"body is not JSON: {exc}")
-    if not isinstance(body, dict):
-        return _bad("body must be a JSON object")
-    return body
-
-
-def _bad(message: str) -> web.Response:
-    return web.json_response({"error": message}, status=400)

@@ -32,17 +32,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 from aiohttp import web
 
-from venues.common.control import PREFIX
+from venues.common.control import PREFIX, bad_request, json_body
 from venues.common.faults import Fault, Faults, Op
 from venues.common.prices import PricePath
 from venues.common.stats import SimStats
@@ -569,12 +567,12 @@ class TwsSimulator:
         router.add_post(f"{PREFIX}/notice", self._http_notice)
 
     async def _http_restart(self, request: web.Request) -> web.Response:
-        body = await _json_object(request)
+        body = await json_body(request)
         if isinstance(body, web.Response):
             return body
         seconds = body.get("seconds", 5)
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= 3600:
-            return _bad(f"seconds must be a number between 0 and 3600, got {seconds!r}")
+            return bad_request(f"seconds must be a number between 0 and 3600, got {seconds!r}")
         dropped = await self.restart(float(seconds))
         return web.json_response({"seconds": seconds, "dropped_connections": dropped})
 
@@ -592,30 +590,30 @@ class TwsSimulator:
         })
 
     async def _http_price(self, request: web.Request) -> web.Response:
-        body = await _json_object(request)
+        body = await json_body(request)
         if isinstance(body, web.Response):
             return body
         key, price = body.get("key"), body.get("price")
         if not isinstance(key, str) or key not in self.engine.instruments:
-            return _bad(f"key must be one of {sorted(self.engine.instruments)}, got {key!r}")
+            return bad_request(f"key must be one of {sorted(self.engine.instruments)}, got {key!r}")
         try:
             value = Decimal(str(price))
         except ArithmeticError:
-            return _bad(f"price must be a decimal, got {price!r}")
+            return bad_request(f"price must be a decimal, got {price!r}")
         if not value.is_finite() or value <= 0:
-            return _bad(f"price must be positive, got {price!r}")
+            return bad_request(f"price must be positive, got {price!r}")
         now = self.set_price(key, value, hold=bool(body.get("hold", True)))
         return web.json_response({"key": key, "price": str(now)})
 
     async def _http_notice(self, request: web.Request) -> web.Response:
-        body = await _json_object(request)
+        body = await json_body(request)
         if isinstance(body, web.Response):
             return body
         code, text = body.get("code"), body.get("message", "")
         req_id, client_id = body.get("req_id", -1), body.get("client_id")
         if isinstance(code, bool) or not isinstance(code, int) or not isinstance(text, str) \
                 or not isinstance(req_id, int) or (client_id is not None and not isinstance(client_id, int)):
-            return _bad("expected {code: int, message: str, req_id?: int, client_id?: int}")
+            return bad_request("expected {code: int, message: str, req_id?: int, client_id?: int}")
         return web.json_response({"sent_to": self.notify(code, text, req_id=req_id, client_id=client_id)})
 
 
@@ -626,17 +624,3 @@ async def _close(writer: asyncio.StreamWriter) -> None:
     with contextlib.suppress(ConnectionError):
         await writer.drain()
     writer.close()
-
-
-async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
-    try:
-        body = json.loads(await request.text() or "{}")
-    except ValueError as exc:
-        return _bad(f"body is not JSON: {exc}")
-    if not isinstance(body, dict):
-        return _bad("body must be a JSON object")
-    return body
-
-
-def _bad(message: str) -> web.Response:
-    return web.json_response({"error": message}, status=400)
