@@ -28,7 +28,9 @@ import asyncio
 from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, cast
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.producer.message_accumulator import BatchBuilder
 from faust.exceptions import ProducerSendError
 from faust.types import ProducerT, TopicT
 
@@ -70,29 +72,90 @@ class Publisher:
         self._producer: ProducerT | None = None
         self.topic = topic.get_topic_name()
 
-    async def send(self, key: bytes | None, value: bytes) -> asyncio.Future[object]:
-        """Hand one message to the producer; return its delivery (not awaited here). Raises
-        ``DeliveryFailed`` if the producer refuses it outright (too large, metadata timeout)."""
+    async def _started(self) -> ProducerT:
         producer = self._producer
         if producer is None:
             producer = self._producer = await self._app.maybe_start_producer()
+        return producer
+
+    async def send(self, key: bytes | None, value: bytes) -> asyncio.Future[object]:
+        """Hand one message to the producer; return its delivery (not awaited here). Raises
+        ``DeliveryFailed`` if the producer refuses it outright (too large, metadata timeout)."""
+        producer = await self._started()
         try:
             delivery = await producer.send(self.topic, key, value, None, None, None)
         except PRODUCE_ERRORS as exc:
             raise DeliveryFailed(f"producing to {self.topic} failed: {exc!r}") from exc
         return cast("asyncio.Future[object]", delivery)
 
-    async def send_all(self, messages: Iterable[tuple[bytes | None, bytes]]) -> None:
-        """Send every message, then wait until all of them were delivered (``DeliveryFailed``
-        otherwise): when this returns, the batch's output is on the broker."""
+    async def send_many(self, messages: Iterable[tuple[bytes | None, bytes]]) -> list[asyncio.Future[object]]:
+        """Hand every message to the producer, one record batch per partition; return the
+        deliveries (not awaited here; one per record batch, resolved once the broker has
+        acknowledged all of it).
+
+        Why (issue 16, item 2): ``send`` costs the producer a metadata wait, a partitioner call
+        and an accumulator append per message; here the partition is computed once per key per
+        call and each partition's messages go into one ``BatchBuilder`` handed over whole
+        (``send_batch``): the router's produce cost per message fell to a fraction (bench/run.py).
+        The partition of each key is the one ``send`` would choose: the producer's own
+        ``_partition`` with its configured partitioner (Faust's: murmur2 of the key over all the
+        topic's partitions), so a symbol keeps landing on the partition it always did, in order.
+        A builder that is full (``append`` returns None) is handed over and a new one started; a
+        fresh builder takes any single record, as ``send`` would (an oversized one fails at the
+        broker, which is a failed delivery). Falls back to ``send`` per message when the app's
+        producer is not aiokafka's (another transport)."""
+        producer = await self._started()
+        kafka = getattr(producer, "_producer", None)
+        if not isinstance(kafka, AIOKafkaProducer):
+            fallback: list[asyncio.Future[object]] = []
+            try:
+                for key, value in messages:
+                    fallback.append(await self.send(key, value))
+            except BaseException:
+                abandon(fallback)
+                raise
+            return fallback
+        pending = list(messages)
+        if not pending:
+            return []
+        topic = self.topic
         deliveries: list[asyncio.Future[object]] = []
+        builders: dict[int, BatchBuilder] = {}
+        partitions: dict[bytes, int] = {}
+        partition_of = kafka._partition
         try:
-            for key, value in messages:
-                deliveries.append(await self.send(key, value))
+            await kafka.partitions_for(topic)  # the topic's metadata, as send waits for it
+            for key, value in pending:
+                partition = partitions.get(key) if key is not None else None
+                if partition is None:
+                    partition = partition_of(topic, None, key, value, key, value)
+                    if key is not None:
+                        partitions[key] = partition
+                builder = builders.get(partition)
+                if builder is None:
+                    builder = builders[partition] = kafka.create_batch()
+                if builder.append(key=key, value=value, timestamp=None) is None:
+                    deliveries.append(await self._hand_over(kafka, builder, partition))
+                    builder = builders[partition] = kafka.create_batch()
+                    builder.append(key=key, value=value, timestamp=None)  # a fresh builder takes any record
+            for partition, builder in builders.items():
+                deliveries.append(await self._hand_over(kafka, builder, partition))
+        except PRODUCE_ERRORS as exc:
+            abandon(deliveries)
+            raise DeliveryFailed(f"producing to {topic} failed: {exc!r}") from exc
         except BaseException:
             abandon(deliveries)
             raise
-        await delivered(deliveries, f"messages to {self.topic}")
+        return deliveries
+
+    async def _hand_over(self, kafka: AIOKafkaProducer, builder: BatchBuilder,
+                         partition: int) -> asyncio.Future[object]:
+        return cast("asyncio.Future[object]", await kafka.send_batch(builder, self.topic, partition=partition))
+
+    async def send_all(self, messages: Iterable[tuple[bytes | None, bytes]]) -> None:
+        """Send every message (``send_many``), then wait until all of them were delivered
+        (``DeliveryFailed`` otherwise): when this returns, the batch's output is on the broker."""
+        await delivered(await self.send_many(messages), f"messages to {self.topic}")
 
 
 def abandon(deliveries: Iterable[asyncio.Future[object]]) -> None:

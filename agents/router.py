@@ -30,7 +30,7 @@ from agents.publish import DeliveryFailed, Publisher, abandon, delivered
 from execution.mapper import UnknownSymbol
 from execution.retry import until_done
 from execution.router import BrokerRouter
-from schemas import Signal
+from schemas import Broker, Signal
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +44,21 @@ def register(app: faust.App, topics: AgentTopics, router: BrokerRouter, limits: 
     validate_signal = Signal.__pydantic_validator__.validate_json
 
     async def route_batch(events: Sequence[EventT[Any]]) -> None:
-        deliveries: list[asyncio.Future[object]] = []
+        requests: dict[Broker, list[tuple[bytes, bytes]]] = {}
         refused: list[tuple[EventT[Any], str]] = []
+        for event in events:
+            try:
+                request = router.route(validate_signal(event.value))
+            except (ValidationError, UnknownSymbol) as exc:
+                refused.append((event, describe(exc)))
+                continue
+            requests.setdefault(request.broker, []).append((request.symbol.encode(), request.to_bytes()))
+        # every OrderRequest of the batch handed over at once, one record batch per partition
+        # (Publisher.send_many), then the dead letters; all their deliveries awaited together
+        deliveries: list[asyncio.Future[object]] = []
         try:
-            for event in events:
-                try:
-                    request = router.route(validate_signal(event.value))
-                except (ValidationError, UnknownSymbol) as exc:
-                    refused.append((event, describe(exc)))
-                    continue
-                deliveries.append(await orders[request.broker].send(request.symbol.encode(), request.to_bytes()))
+            for broker, messages in requests.items():
+                deliveries.extend(await orders[broker].send_many(messages))
             await dead.send_all(refused)
         except BaseException:
             abandon(deliveries)

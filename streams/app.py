@@ -138,6 +138,9 @@ def build_app(
         producer_request_timeout=settings.producer_request_timeout,
         consumer_auto_offset_reset="earliest",
         producer_linger=0.0,
+        # one record batch per partition per agent batch: Faust's 16 KB default split a
+        # 500-signal router batch into ~4 per partition (A/B: router 17.3k -> 21.2k msg/s)
+        producer_max_batch_size=256 * 1024,
         web_enabled=False,
         web_port=settings.web_port,
         autodiscover=False,

@@ -78,6 +78,7 @@ _DRAIN = "streams/transport.py TunedConsumer._drain_messages"
 _ADAPTIVE = "streams/transport.py AdaptiveFetchWait"
 _WAKE = "streams/transport.py TunedConsumer.on_buffer_drop/wake_fetch"
 _SEEK = "streams/transport.py TunedConsumer.perform_seek"
+_BATCH = "agents/publish.py Publisher.send_many"
 
 #: sha256 of faust-streaming 0.15.3's ``Consumer._drain_messages`` source, which
 #: ``TunedConsumer._drain_messages`` copies (changing only how each message is handed over)
@@ -166,6 +167,19 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(FAUST, "faust:App", "maybe_start_producer", "agents/publish.py Publisher", params=()),
     Requirement(FAUST, "faust.transport.drivers.aiokafka:Producer", "send", "agents/publish.py Publisher",
                 params=("topic", "key", "value", "partition", "timestamp", "headers")),
+    # agents/publish.py Publisher.send_many (issue 16): Faust's aiokafka producer, its partition
+    # choice (the one send makes), and one record batch per partition handed over whole
+    Requirement(FAUST, "faust.transport.drivers.aiokafka:Producer", "_producer", _BATCH, kind="assigned",
+                set_in=("on_start",)),
+    Requirement(AIOKAFKA, "aiokafka:AIOKafkaProducer", "_partition", _BATCH,
+                params=("topic", "partition", "key", "value", "serialized_key", "serialized_value")),
+    Requirement(AIOKAFKA, "aiokafka:AIOKafkaProducer", "_partition", f"{_BATCH} (send's partition choice)",
+                kind="read", set_in=("send",)),
+    Requirement(AIOKAFKA, "aiokafka:AIOKafkaProducer", "partitions_for", _BATCH, params=("topic",)),
+    Requirement(AIOKAFKA, "aiokafka:AIOKafkaProducer", "create_batch", _BATCH, params=()),
+    Requirement(AIOKAFKA, "aiokafka:AIOKafkaProducer", "send_batch", _BATCH, params=("batch", "topic", "partition")),
+    Requirement(AIOKAFKA, "aiokafka.producer.message_accumulator:BatchBuilder", "append", _BATCH,
+                params=("timestamp", "key", "value")),
 )
 
 
