@@ -64,6 +64,8 @@ SWEEP_MIN_ORDERS = 3
 #: pushed updates for an order not (yet) tracked here are held this long in updates, per order:
 #: a venue may report an order before ``place`` returned it to us
 PENDING_PUSH_LIMIT = 64
+#: orders (not tracked here) whose pushed updates are held at most; the oldest go first
+EARLY_ORDERS_LIMIT = 10_000
 #: venue execution ids remembered (with their fill's broker) so a late fee finds its fill
 RECENT_EXECUTIONS = 10_000
 _FILL_STATES = frozenset({OrderState.PARTIALLY_FILLED, OrderState.FILLED})
@@ -233,7 +235,7 @@ class FillTracker:
         #: pushed updates waiting to be applied, in arrival order
         self._pushed: list[tuple[BrokerPort, _Pushed]] = []
         #: pushed updates of orders not tracked (yet), per client order id
-        self._early: dict[str, list[tuple[BrokerPort, _Pushed]]] = {}
+        self._early: OrderedDict[str, list[tuple[BrokerPort, _Pushed]]] = OrderedDict()
         #: venue execution id -> the fill's broker, for fees that come after their fill
         self._executions: OrderedDict[str, Broker] = OrderedDict()
         #: fees pushed before their execution was applied (IB may report both while the order
@@ -478,6 +480,10 @@ class FillTracker:
         return order
 
     def _hold_early(self, venue: BrokerPort, update: VenueOrderStatus | VenueExecution) -> None:
+        if update.client_order_id not in self._early and len(self._early) >= EARLY_ORDERS_LIMIT:
+            # a venue shared by two executors pushes each one the other's orders too (IBKR as
+            # FX's secondary route): what nobody here will ever track must not pile up
+            self._early.popitem(last=False)
         held = self._early.setdefault(update.client_order_id, [])
         if len(held) < PENDING_PUSH_LIMIT:
             held.append((venue, update))

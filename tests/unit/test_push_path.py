@@ -159,3 +159,16 @@ async def test_executions_pushed_before_the_placement_answer_keep_their_exec_ids
     assert [(f.exec_id, f.quantity, f.commission) for f in fills] == [
         ("ibkr-0002.01", D("4"), D("0.40")), ("ibkr-0002.02", D("6"), D("0.60"))]
     assert not tracker.is_tracking(cid)
+
+
+async def test_updates_of_orders_never_tracked_here_do_not_pile_up(monkeypatch) -> None:
+    """A venue shared by two executors pushes each one the other's orders too: the tracker holds
+    at most EARLY_ORDERS_LIMIT such orders, dropping the oldest."""
+    import execution.fill_tracker as fill_tracker
+
+    monkeypatch.setattr(fill_tracker, "EARLY_ORDERS_LIMIT", 3)
+    tracker, venue, _, _, _ = await _rig()
+    for n in range(5):
+        venue.status(venue_status(f"someone-else-{n}", OrderState.SUBMITTED))
+    await tracker.apply_pushed()
+    assert list(tracker._early) == ["someone-else-2", "someone-else-3", "someone-else-4"]
