@@ -44,7 +44,9 @@ from execution.retry import Backoff
 from execution.risk import PreTradeLimits
 from execution.router import BrokerRouter
 from execution.service import ExecutionService
-from schemas import AssetClass, Broker, Fill, Order, OrderEvent, OrderState, Signal, utcnow
+from schemas import AssetClass, Broker, Fill, Order, OrderState, Signal, utcnow
+from tests.fixtures.rig import Store, WritingSink
+from tests.fixtures.rig import until as wait_until
 from venues.common.prices import PricePath
 from venues.tws import TwsSimulator
 from venues.tws.orders import Execution
@@ -58,41 +60,11 @@ _ids = itertools.count(1)
 
 
 async def until(predicate: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = PATIENCE) -> None:
-    """Poll ``predicate`` (sync or async) until true; fail naming ``what`` after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = predicate()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+    await wait_until(predicate, what, timeout)
 
 
-#: the package's in-memory store, or PostgreSQL (``tests/fixtures/storage.py``)
-Store = InMemoryStore | TimescaleStore
 
 
-class WritingSink:
-    """``ExecutionEvents`` with what sits behind the topics in production: the fills writer
-    (steps 6-7, ``store.apply_fills``) and the Redis bridge (step 8, the publisher)."""
-
-    def __init__(self, store: Store, publisher: InMemoryFillPublisher) -> None:
-        self.store = store
-        self.publisher = publisher
-        self.emitted: list[Fill] = []
-        self.events: list[OrderEvent] = []
-
-    async def fills(self, fills: Sequence[Fill]) -> None:
-        self.emitted.extend(fills)
-        await self.store.apply_fills(fills)
-        await self.publisher.publish_fills(fills)
-
-    async def order_events(self, events: Sequence[OrderEvent]) -> None:
-        self.events.extend(events)
 
 
 @dataclass

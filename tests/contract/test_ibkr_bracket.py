@@ -8,10 +8,9 @@ fill closes the entry's position to zero, and nothing was placed by the core on 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
-import pytest
 import pytest_asyncio
 
 from adapters.ibkr.config import IbkrConfig
@@ -24,27 +23,13 @@ from execution.fill_tracker import FillTracker
 from execution.risk import PreTradeLimits
 from execution.router import BrokerRouter
 from execution.service import ExecutionService
-from schemas import Broker, Fill, OrderEvent, OrderState, OrderType, bracket_exit_id
+from schemas import Broker, OrderState, OrderType, bracket_exit_id
+from tests.fixtures.rig import WritingSink, until
 from tests.unit.fakes import make_signal
 from venues.common.prices import PricePath
 from venues.tws import TwsSimulator
 
 STILL = PricePath(seed=3, volatility=Decimal(0))
-
-
-class BookedEvents:
-    """ExecutionEvents that books fills straight into the store, as the fills-db agent does."""
-
-    def __init__(self, store: InMemoryStore) -> None:
-        self.store = store
-        self.booked: list[Fill] = []
-
-    async def fills(self, fills: list[Fill]) -> None:
-        self.booked.extend(fills)
-        await self.store.apply_fills(fills)
-
-    async def order_events(self, events: list[OrderEvent]) -> None:
-        return None
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -55,17 +40,9 @@ async def sim() -> AsyncIterator[TwsSimulator]:
     await simulator.stop()
 
 
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 async def test_bracket_entry_fills_take_profit_fills_stop_is_cancelled_position_flat(sim: TwsSimulator) -> None:
     store = InMemoryStore()
-    sink = BookedEvents(store)
+    sink = WritingSink(store)
     adapter = IbkrAdapter(IbkrConfig(enabled=True, port=sim.port, ack_timeout=3, request_timeout=3))
     await adapter.connect()
     tracker = FillTracker(store, sink)
@@ -97,7 +74,7 @@ async def test_bracket_entry_fills_take_profit_fills_stop_is_cancelled_position_
         await until(lambda: state(tp) is OrderState.FILLED and state(sl) is OrderState.CANCELLED,
                     "the take-profit to fill and IB to cancel the stop-loss")
         assert [p.quantity for p in await store.positions() if p.symbol == "SPY"] == [Decimal(0)]
-        exit_fill = [f for f in sink.booked if f.client_order_id == tp]
+        exit_fill = [f for f in sink.emitted if f.client_order_id == tp]
         assert len(exit_fill) == 1 and exit_fill[0].exec_id.startswith("ibkr-") and exit_fill[0].side.value == "SELL"
         # the venue holds exactly one entry and one of each exit, all placed by the entry's placement
         assert [len(sim.engine.orders_by_ref(ref)) for ref in (entry_id, sl, tp)] == [1, 1, 1]

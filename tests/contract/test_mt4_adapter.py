@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -42,8 +42,10 @@ from execution.ports import OrderRejected, PlacementUnknown
 from execution.risk import PreTradeLimits
 from execution.router import BrokerRouter
 from execution.service import ExecutionService
-from schemas import AssetClass, Broker, Fill, Order, OrderEvent, OrderState, Signal
+from schemas import AssetClass, Broker, Fill, Order, OrderState, Signal
 from tests.contract.venue_harness import MT4_SIM_TOKEN, mt4_test_config
+from tests.fixtures.rig import Store, WritingSink
+from tests.fixtures.rig import until as wait_until
 from venues.common.prices import PricePath
 from venues.mt4 import Mt4Simulator
 from venues.mt4.tickets import Ticket as SimTicket
@@ -55,41 +57,12 @@ CONTRACT = Decimal(100_000)
 
 _ids = itertools.count(1)
 
-Store = InMemoryStore | TimescaleStore
 
 
 async def until(predicate: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = PATIENCE) -> None:
-    """Poll ``predicate`` (sync or async) until true; fail naming ``what`` after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = predicate()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+    await wait_until(predicate, what, timeout)
 
 
-class WritingSink:
-    """``ExecutionEvents`` with what sits behind the topics in production: the fills writer
-    (steps 6-7, ``store.apply_fills``) and the Redis bridge (step 8, the publisher)."""
-
-    def __init__(self, store: Store, publisher: InMemoryFillPublisher) -> None:
-        self.store = store
-        self.publisher = publisher
-        self.emitted: list[Fill] = []
-        self.events: list[OrderEvent] = []
-
-    async def fills(self, fills: Sequence[Fill]) -> None:
-        self.emitted.extend(fills)
-        await self.store.apply_fills(fills)
-        await self.publisher.publish_fills(fills)
-
-    async def order_events(self, events: Sequence[OrderEvent]) -> None:
-        self.events.extend(events)
 
 
 @dataclass

@@ -22,6 +22,7 @@ import pytest
 import pytest_asyncio
 
 from tests.fixtures.binance import free_port
+from tests.fixtures.rig import until
 from venues.common.faults import Faults
 from venues.common.prices import PricePath
 from venues.mt4 import Mt4Simulator
@@ -82,14 +83,6 @@ async def error(response: Awaitable[httpx.Response]) -> tuple[int, int, str]:
 
 async def move(client: httpx.AsyncClient, symbol: str, **price: str) -> Any:
     return await ok(client.post("/_sim/price", json={"symbol": symbol, **price}))
-
-
-async def until(predicate: Callable[[], Awaitable[bool]], what: str, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 ORDER_FIELDS = {"ticket", "symbol", "side", "type", "state", "volume", "open_price", "price", "open_time",

@@ -36,6 +36,7 @@ from ib_async import (
 )
 
 from tests.fixtures.binance import free_port
+from tests.fixtures.rig import until
 from venues.common.faults import Faults
 from venues.common.prices import PricePath
 from venues.tws import DEFAULT_ACCOUNT, ES_FUTURE, EURUSD, SPY, SPY_OPTION, TwsSimulator
@@ -91,15 +92,6 @@ async def connect() -> AsyncIterator[Connect]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    """Poll ``predicate`` until true; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def roundtrip(ib: IB) -> None:
