@@ -57,7 +57,30 @@ def storable_text(value: Any) -> Any:
 
 def storable_decimal(value: Decimal) -> Decimal:
     """Refuse a finite decimal outside the bounds of this module (infinities and NaN are refused
-    earlier, by ``allow_inf_nan=False``)."""
+    earlier, by ``allow_inf_nan=False``).
+
+    It runs on every decimal of every message each agent parses, so the everyday decimal takes a
+    shortcut (issue 16: 0.13 us instead of 0.57): written without an exponent, ``str`` shows every
+    digit of the coefficient and every place after the point, so a string of at most
+    ``DECIMAL_MAX_DIGITS`` characters has no more significant digits than that and fewer places
+    than ``DECIMAL_MAX_PLACES``; the magnitude bound is checked directly. Anything else (exponent
+    notation, a longer string) gets the exact checks and their reasons."""
+    if not value.is_finite():
+        return value
+    if value.adjusted() < DECIMAL_MAX_INTEGER_DIGITS:
+        text = str(value)
+        if len(text) <= DECIMAL_MAX_DIGITS and "E" not in text:
+            return value
+    return exact_storable_decimal(value)
+
+
+#: the shortcut of ``storable_decimal`` needs a string of DECIMAL_MAX_DIGITS characters to hold
+#: fewer places than DECIMAL_MAX_PLACES
+assert DECIMAL_MAX_DIGITS <= DECIMAL_MAX_PLACES
+
+
+def exact_storable_decimal(value: Decimal) -> Decimal:
+    """``storable_decimal`` without its shortcut: every bound counted on the coefficient."""
     if not value.is_finite():
         return value
     _sign, digits, exponent = value.as_tuple()
