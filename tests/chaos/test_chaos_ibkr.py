@@ -1,0 +1,369 @@
+"""Chaos with real processes on Interactive Brokers: exactly one placement per order while IBKR
+executors come and go (issue 12).
+
+The IBKR counterpart of ``test_chaos_binance.py``, each part in its own process as an operator
+would run it: the TWS simulator standalone (``superintel venue tws``) with latency on every
+message, lost placement acknowledgements, connections dropped mid-placement and refused on
+reconnect, and one short gateway restart; Tansu, PostgreSQL and Redis; one core worker (router +
+fills) and IBKR executor workers scaled out (a second and a third started while signals flow,
+each taking the next free API client id from ``IBKR_CLIENT_ID``), the first killed with SIGKILL
+and replaced. Afterwards, with the faults off, IB is asked through its own protocol by a real
+ib_async client on the simulator's master client id (outside the executors' span, so
+``reqCompletedOrders`` and ``reqExecutions`` answer for every client, as TWS's "Master API
+client ID" does): ``reqAllOpenOrders``, ``reqCompletedOrders`` and ``reqExecutions``, held
+against the database:
+
+* no orderRef (our client order id, see ``adapters/ibkr/parsing.py``) has two orders at IB;
+* every order is terminal in the database, or visibly open (working at IB, or on paper) and
+  still watched (its claim renewed by a live executor);
+* for every order IB holds, the database's filled quantity is the sum of IB's executions;
+* nothing IB executed was also filled on paper;
+* every signal has exactly one order row, and the fill rows sum to each order's filled quantity.
+
+The fault draws, the price path and the signal stream are seeded; process timing is not, so a
+failure prints a summary (counts, the offending client ids with IB's client and order ids, their
+log lines) to replay from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from ib_async import IB
+
+from devstack.signal_mix import SignalMix
+from devstack.stack import ManagedProcess, spawn
+from schemas import Signal
+from tests.chaos.drill import RATE, TERMINAL, Run, db_orders, log_lines, publish_paced, ready, scale_out_kill_replace
+from tests.pipeline.harness import Pipeline, eventually, pipeline
+
+pytestmark = pytest.mark.pipeline
+
+SEED = int(os.environ.get("CHAOS_SEED", "12"))  # fixed; the variable replays another stream
+SIGNAL_COUNT = 600
+#: what the router sends to IBKR (equities, the option, the future) among the simulator's instruments
+IB_SYMBOLS = ("GBTC", "SPY", "AAPL", "ESZ6", "SPY270115C00500000")
+#: the executors take 7, 8, 9 ... (IBKR_CLIENT_ID, span 16); the drill's own client is IB's master
+EXECUTOR_CLIENT_ID = 7
+CHECKER_CLIENT_ID = 900
+OPEN_AT_IB = frozenset({"PreSubmitted", "Submitted"})
+#: latency per message (TWS answers one connection's messages in order, so this also paces each
+#: executor), lost acknowledgements of 5% of placements, a tenth of (re)connections refused; the
+#: dropped connections and the restart are sent while signals flow (``chaos``). Two executions
+#: per fill, so "DB filled == sum of executions" is about more than one; cash enough that buys
+#: are not refused for margin (a rejection would be terminal, and test less)
+VENUE_ARGS = ("--latency", "0.03", "--fail-rate", "0.1", "--lose-rate", "0.05", "--seed", str(SEED),
+              "--price-seed", str(SEED), "--master-client-id", str(CHECKER_CLIENT_ID),
+              "--partial-fill-steps", "2", "--tick-ms", "250", "--starting-cash", "1000000000")
+#: one connection dropped on a placement this often (seconds) while signals flow
+DROP_EVERY = 6.0
+#: a gateway restart this long, halfway through the stream
+RESTART_SECONDS = 1.5
+DISCONNECTED_POLICY = '{"EQUITY": "paper", "OPTION": "hold", "FUTURE": "hold"}'
+EXECUTOR = {"WORKER_ROLES": '["executors"]', "WORKER_BROKERS": '["ibkr"]'}
+CORE = {"WORKER_ROLES": '["router","fills"]'}
+
+
+def ib_signals(n: int, seed: int) -> list[Signal]:
+    """The first ``n`` IBKR signals of the seeded mix: market, marketable and far IOC limits, stops."""
+    picked: list[Signal] = []
+    for signal in SignalMix(seed=seed, prefix=f"chaos-ib{seed}"):
+        if signal.symbol in IB_SYMBOLS:
+            picked.append(signal)
+            if len(picked) == n:
+                break
+    return picked
+
+
+def superintel() -> str:
+    """The installed console script beside this interpreter (as an operator runs it)."""
+    return str(Path(sys.executable).with_name("superintel"))
+
+
+@dataclass
+class IbOrder:
+    """One order as IB reports it: its ids, status and the executions IB booked for it."""
+
+    perm_id: int
+    order_ref: str
+    client_id: int | None = None
+    order_id: int | None = None
+    status: str = "?"
+    quantity: Decimal = Decimal(0)
+    exec_ids: set[str] = field(default_factory=set)
+    executed: Decimal = Decimal(0)
+
+    def brief(self) -> tuple[Any, ...]:
+        return (f"client {self.client_id} id {self.order_id} perm {self.perm_id}", self.status, str(self.executed))
+
+
+@dataclass
+class Venue:
+    """The standalone simulator process, its control endpoints, and the drill's own IB client."""
+
+    process: ManagedProcess
+    port: int
+    control_url: str
+    http: aiohttp.ClientSession
+    ib: IB = field(default_factory=IB)
+
+    async def faults(self, **patch: Any) -> dict[str, Any]:
+        async with self.http.post(f"{self.control_url}/_sim/faults", json=patch) as resp:
+            assert resp.status == 200, await resp.text()
+            body: dict[str, Any] = await resp.json()
+            return body
+
+    async def restart(self, seconds: float) -> dict[str, Any]:
+        async with self.http.post(f"{self.control_url}/_sim/restart", json={"seconds": seconds}) as resp:
+            assert resp.status == 200, await resp.text()
+            body: dict[str, Any] = await resp.json()
+            return body
+
+    async def stats(self) -> dict[str, Any]:
+        async with self.http.get(f"{self.control_url}/_sim/stats") as resp:
+            body: dict[str, Any] = await resp.json()
+            return body
+
+    async def state(self) -> dict[str, Any]:
+        async with self.http.get(f"{self.control_url}/_sim/tws") as resp:
+            body: dict[str, Any] = await resp.json()
+            return body
+
+    async def orders_by_ref(self) -> dict[str, list[IbOrder]]:
+        """Every order IB holds, asked as any API client asks: all clients' open orders, then the
+        completed orders and the executions (the master client's answers cover every client),
+        grouped by orderRef; one ``IbOrder`` per permId, IB's unique order number."""
+        if not self.ib.isConnected():
+            await self.ib.connectAsync("127.0.0.1", self.port, clientId=CHECKER_CLIENT_ID, timeout=20)
+        by_perm: dict[int, IbOrder] = {}
+
+        def entry(perm_id: int, order_ref: str) -> IbOrder:
+            return by_perm.setdefault(perm_id, IbOrder(perm_id, order_ref))
+
+        for trade in await asyncio.wait_for(self.ib.reqAllOpenOrdersAsync(), 30):
+            order = entry(trade.order.permId, trade.order.orderRef)
+            order.client_id, order.order_id = trade.order.clientId, trade.order.orderId
+            order.status, order.quantity = trade.orderStatus.status, Decimal(str(trade.order.totalQuantity))
+        for trade in await asyncio.wait_for(self.ib.reqCompletedOrdersAsync(False), 30):
+            order = entry(trade.order.permId, trade.order.orderRef)
+            order.status, order.quantity = trade.orderStatus.status, Decimal(str(trade.order.totalQuantity))
+        for fill in await asyncio.wait_for(self.ib.reqExecutionsAsync(), 30):
+            execution = fill.execution
+            order = entry(execution.permId, execution.orderRef)
+            order.client_id, order.order_id = execution.clientId, execution.orderId
+            if execution.execId not in order.exec_ids:
+                order.exec_ids.add(execution.execId)
+                order.executed += Decimal(str(execution.shares))
+        by_ref: dict[str, list[IbOrder]] = {}
+        for order in by_perm.values():
+            by_ref.setdefault(order.order_ref, []).append(order)
+        return by_ref
+
+
+@contextlib.asynccontextmanager
+async def venue_process(log_path: Path) -> AsyncIterator[Venue]:
+    """``superintel venue tws`` on a free port (``--port 0``; the banner names it and the control URL)."""
+    process = spawn("tws-sim", [superintel(), "venue", "tws", "--port", "0", *VENUE_ARGS], log_path)
+    try:
+        deadline = time.monotonic() + 30
+        found = None
+        while found is None:
+            found = re.search(r"tws simulator on [\d.]+:(\d+) .*control: (http://\S+?)/_sim/faults",
+                              process.output())
+            if found is None:
+                if not process.alive() or time.monotonic() > deadline:
+                    raise RuntimeError(f"simulator did not start:\n{process.log_tail()}")
+                await asyncio.sleep(0.05)
+        async with aiohttp.ClientSession() as http:
+            venue = Venue(process, int(found.group(1)), found.group(2), http)
+            try:
+                yield venue
+            finally:
+                venue.ib.disconnect()
+    finally:
+        process.stop()
+
+
+async def chaos(venue: Venue, run: Run, signal_count: int) -> None:
+    """While signals flow: one connection dropped on a placement every ``DROP_EVERY`` seconds
+    (ambiguous submits, and reconnects that ``fail_rate`` may refuse), and one gateway restart
+    halfway through (every executor's connection at once). The drops end with the stream (an
+    armed drop left waiting would take the one placement a recovering executor probes with);
+    latency, lost acknowledgements and refused connections stay on until the faults go off."""
+    async def drops() -> None:
+        await venue.faults(match="placeOrder")
+        while True:
+            await asyncio.sleep(DROP_EVERY)
+            await venue.faults(drop_next=1)
+
+    dropping = asyncio.create_task(drops())
+    try:
+        await run.reached(signal_count // 2)
+        answer = await venue.restart(RESTART_SECONDS)
+        run.note(f"gateway restart for {RESTART_SECONDS}s ({answer['dropped_connections']} connections dropped)")
+        await run.reached(signal_count)
+    finally:
+        dropping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await dropping
+    await venue.faults(drop_next=0)
+    run.note("connection drops stopped")
+
+
+def settled(order: Mapping[str, Any], at_ib: list[IbOrder]) -> bool:
+    """Terminal in the database, or visibly open and watched: claimed by a live executor (its
+    lease renewed) and either working at IB (one order there, still open) or resting on paper
+    (paper is in the executor's memory, so the live claim is what shows it is looked after)."""
+    if order["state"] in TERMINAL:
+        return True
+    if not order["claim_live"]:
+        return False
+    if order["broker"] == "paper":
+        return bool(order["state"] in ("SUBMITTED", "PARTIALLY_FILLED"))
+    return len(at_ib) == 1 and at_ib[0].status in OPEN_AT_IB
+
+
+async def test_scale_out_kill_and_faults_place_each_ib_order_once(database_url: str, redis_url: str,
+                                                                 tmp_path: Path) -> None:
+    signals = ib_signals(SIGNAL_COUNT, SEED)
+    async with venue_process(tmp_path / "venue.log") as venue, pipeline(
+        database_url, redis_url, tmp_path,
+        IBKR_ENABLED="true", IBKR_HOST="127.0.0.1", IBKR_PORT=str(venue.port),
+        IBKR_CLIENT_ID=str(EXECUTOR_CLIENT_ID), IBKR_CONNECT_TIMEOUT="5", IBKR_REQUEST_TIMEOUT="5",
+        SUPERINTEL_RANDOM_SEED=str(SEED),
+        # a dropped connection fails every placement in flight at once, which opens the executor's
+        # breaker; at the default 30 s cooldown the rest of the stream would go to paper and IB
+        # would see little of it (the drill is about placements at IB)
+        BREAKER_COOLDOWN="5",
+        # both answers to "IB is down": equities go to paper (the seed's rule, so "nothing IB
+        # executed was also filled on paper" is put to the test), options and futures are held
+        # and placed once IB is back
+        IBKR_DISCONNECTED_POLICY=DISCONNECTED_POLICY,
+        F_DATADIR=str(tmp_path / "{conf.name}-data"),  # Faust's state dirs, not in the working directory
+    ) as pipe:
+        core = pipe.start_worker(**CORE)
+        first = pipe.start_worker(**EXECUTOR)
+        await ready(core)
+        await ready(first)
+        run = Run()
+        run.note("core worker and first executor ready")
+        faults = asyncio.create_task(chaos(venue, run, len(signals)))
+        await asyncio.gather(publish_paced(pipe, signals, run, RATE),
+                             scale_out_kill_replace(pipe, first, run, EXECUTOR, len(signals)))
+
+        async def everything_placed() -> bool:
+            rows = await pipe.sql("SELECT count(*) FILTER (WHERE state = 'PENDING') AS pending, count(*) AS n "
+                                  "FROM orders")
+            return int(rows[0]["n"]) >= len(signals) and int(rows[0]["pending"]) == 0
+
+        # faults stay on while the backlog is placed; past the deadline the faults go off anyway
+        # and the settle wait below (and its assertions) tell what is stuck
+        with contextlib.suppress(AssertionError):  # a deadline here is judged below
+            await eventually(everything_placed, 60, "every signal to reach IB")
+        await faults  # done with the stream: the drops have stopped
+        await venue.faults(latency=0.0, fail_rate=0.0, lose_rate=0.0, drop_next=0, fail_next=0,
+                           lose_response_next=0, match=None)
+        run.note("faults off")
+
+        async def all_settled() -> bool:
+            orders = await db_orders(pipe)
+            if len(orders) < len(signals):
+                return False
+            if all(o["state"] in TERMINAL for o in orders.values()):
+                return True
+            at_ib = await venue.orders_by_ref()
+            return all(settled(o, at_ib.get(cid, [])) for cid, o in orders.items())
+
+        with contextlib.suppress(AssertionError):
+            await eventually(all_settled, 90, "every order terminal or open at IB")
+        run.note("settled (or deadline)")
+
+        orders = await db_orders(pipe)
+        at_ib = await venue.orders_by_ref()
+        report = judge(signals, orders, at_ib)
+        summary = summarize(run, orders, at_ib, await venue.stats(), await venue.state(), report)
+        print(summary)
+        bad = set().union(*report.values())
+        detail = f"{summary}\n--- log lines of offending orders ---\n{log_lines(pipe, bad)}" if bad else summary
+
+        assert run.in_flight_at_kill > 0, f"no order was in flight at the kill: it tested nothing\n{summary}"
+        assert any(o["broker"] == "ibkr" for o in orders.values()), f"nothing reached IB\n{summary}"
+        assert not report["missing"] and not report["unknown"], detail
+        assert not report["placed_twice"], detail
+        assert not report["unsettled"], detail
+        assert not report["filled_mismatch"], detail
+        assert not report["executed_and_paper"], detail
+        await assert_fills_sum_to_orders(pipe, orders, detail)
+
+
+async def assert_fills_sum_to_orders(pipe: Pipeline, orders: Mapping[str, Mapping[str, Any]], detail: str) -> None:
+    fills = await pipe.sql("SELECT client_order_id, sum(quantity) AS q FROM fills GROUP BY 1")
+    assert {f["client_order_id"]: f["q"] for f in fills} == {
+        cid: o["filled_quantity"] for cid, o in orders.items() if o["filled_quantity"] > 0}, detail
+
+
+def judge(signals: list[Signal], orders: Mapping[str, Mapping[str, Any]],
+          at_ib: Mapping[str, list[IbOrder]]) -> dict[str, set[str]]:
+    """Client order ids breaking each promise (empty sets when all hold)."""
+    expected = {s.client_order_id for s in signals}
+    report: dict[str, set[str]] = {
+        "missing": expected - set(orders),
+        "unknown": set(orders) - expected,
+        "placed_twice": {cid for cid, rows in at_ib.items() if len(rows) > 1},
+        "unsettled": {cid for cid, o in orders.items() if not settled(o, at_ib.get(cid, []))},
+        "filled_mismatch": set(),
+        "executed_and_paper": set(),
+    }
+    for cid, rows in at_ib.items():
+        executed = sum((r.executed for r in rows), Decimal(0))
+        order = orders.get(cid)
+        if order is None:
+            report["unknown"].add(cid)
+            continue
+        if order["filled_quantity"] != executed:
+            report["filled_mismatch"].add(cid)
+        if executed > 0 and order["broker"] == "paper":
+            report["executed_and_paper"].add(cid)
+    return report
+
+
+def summarize(run: Run, orders: Mapping[str, Mapping[str, Any]], at_ib: Mapping[str, list[IbOrder]],
+              stats: Mapping[str, Any], state: Mapping[str, Any], report: Mapping[str, set[str]]) -> str:
+    by_state = Counter(f"{o['broker']}/{o['state']}" + (f"<-{o['rerouted_from']}" if o["rerouted_from"] else "")
+                       for o in orders.values())
+    reasons = Counter(re.sub(r"si[0-9a-f]{24}", "<id>", str(o["reason"]))[:100]
+                      for o in orders.values() if o["reason"])
+    ib_status = Counter(r.status for rows in at_ib.values() for r in rows)
+    by_client = Counter(r.client_id for rows in at_ib.values() for r in rows)
+    lines = [
+        "=== chaos summary (IBKR) ===",
+        *run.events,
+        f"orders in db: {len(orders)}  by broker/state: {dict(sorted(by_state.items()))}",
+        "reasons: " + "; ".join(f"{n}x {why}" for why, n in reasons.most_common(6)),
+        f"IB: {sum(len(r) for r in at_ib.values())} orders for {len(at_ib)} orderRefs, "
+        f"by status: {dict(sorted(ib_status.items()))}, by client id: {dict(sorted(by_client.items(), key=str))}",
+        f"IB now: clients {state.get('clients')}, open orders {state.get('open_orders')}, "
+        f"executions {state.get('executions')}",
+        f"venue stats: { {k: v for k, v in stats.items() if k != 'by_endpoint'} }",
+    ]
+    for name, cids in report.items():
+        lines.append(f"{name}: {len(cids)}")
+        for cid in sorted(cids)[:10]:
+            order = orders.get(cid, {})
+            db = {k: order.get(k) for k in ("signal_id", "broker", "rerouted_from", "state", "quantity",
+                                            "filled_quantity", "reason", "owner", "claim_live")}
+            lines.append(f"    {cid} db={db} ib={[r.brief() for r in at_ib.get(cid, [])]}")
+    return "\n".join(lines)
