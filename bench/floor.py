@@ -3,7 +3,8 @@
 Signal -> fill crosses three topics (signals -> orders.<broker> -> fills) and ends with a Redis
 PUBLISH. This process does exactly that with nothing else: one consumer subscribed to the three
 ``floor-*`` topics (as a worker has one consumer for all its topics) with the worker's fetch wait,
-one producer (acks=all, no linger, like the worker's), and each record passed on unchanged:
+one producer (acks=all, no linger, like the worker's), and each record passed on unchanged
+(the PUBLISHes of one fetch pipelined in one round trip, as the worker's bridge does per batch):
 ``floor-1`` -> ``floor-2`` -> ``floor-3`` -> PUBLISH on the channel given. The bench publishes to
 ``floor-1`` at the pipeline's rate and measures arrival on Redis, so the pipeline's latency can be
 read as a ratio to what the broker, the client library and the machine allow.
@@ -46,13 +47,19 @@ async def run(bootstrap: str, redis_url: str, channel: str, fetch_wait_ms: int) 
         nxt = {TOPICS[0]: TOPICS[1], TOPICS[1]: TOPICS[2]}
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200)
+            published = []
             for tp, records in batch.items():
                 target = nxt.get(tp.topic)
                 for record in records:
                     if target is not None:
                         await producer.send(target, record.value, key=record.key)
                     else:
-                        await client.publish(channel, record.value)
+                        published.append(record.value)
+            if published:  # one round trip per fetch, as the worker's Redis bridge does per batch
+                pipe = client.pipeline(transaction=False)
+                for value in published:
+                    pipe.publish(channel, value)
+                await pipe.execute()
     finally:
         with contextlib.suppress(Exception):
             await client.aclose()
