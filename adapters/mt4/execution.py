@@ -34,7 +34,11 @@ here); IOC/FOK make no sense for a resting MT4 order and are refused on LIMIT/ST
 The account model (``MT4_CLOSE_OPPOSITE``): false, MT4's own hedging: every order opens its own
 ticket. True, netting: a MARKET order first closes open opposite tickets of its symbol, oldest
 first (partially for the last one as needed), each ``POST /order/close`` carrying the order's
-client id (``close_client_id`` on the closed ticket), and only the excess opens a new ticket. A
+client id (``close_client_id`` on the closed ticket), and only the excess opens a new ticket. An
+opposite ticket closed by another order between the listing and our close (MT4's 4108; executors
+taking over a partition place orders of one symbol side by side) is passed over and the open
+tickets listed again, unless MT4 shows tickets of this same order that this placement did not make
+(it is being placed elsewhere too): then ``OutcomeUnknown``, never a second execution. A
 BRACKET opens its own ticket in both modes (its SL/TP protect exactly it); a LIMIT or STOP opens
 its own ticket when MT4 triggers it (the adapter is not there at that moment).
 """
@@ -70,6 +74,9 @@ from schemas import Broker, Order, OrderState, OrderType, Side, TimeInForce
 log = logging.getLogger(__name__)
 
 _STATE_UNKNOWN = "state-unknown"
+#: how often one netting order lists the open tickets again after one it meant to close was closed
+#: by someone else first (each time a different ticket; the bound only stops a pathological loop)
+_MAX_RELISTS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,21 +406,46 @@ class Mt4Adapter(Mt4MarketData):
         placed" (paper would trade it again): the status then reports what executed, and the
         remainder as not working with the reason (CANCELLED) or as unknown (``OutcomeUnknown``)."""
         cid = order.client_order_id
-        opposite = "sell" if order.side is Side.BUY else "buy"
-        candidates = sorted((t for t in await self.fetch_tickets("open")
-                             if t.symbol == order.symbol and t.side.value.lower() == opposite),
-                            key=lambda t: (t.open_time is None, t.open_time, t.ticket))
+        candidates = await self._opposite_tickets(order)
         done: list[Ticket] = []
+        tried: set[int] = set()
+        relisted = 0
         remaining = entry.lots
         stopped = ""
-        for ticket in candidates:
-            if remaining <= 0:
+        while remaining > 0:
+            ticket = next((t for t in candidates if t.ticket not in tried), None)
+            if ticket is None:
                 break
+            tried.add(ticket.ticket)
             take = min(ticket.volume, remaining)
             try:
                 closed = await self._close_for(order, ticket, take)
             except OutcomeUnknown:
                 raise  # the core asks again; what executed is found by client id
+            except OrderRejected as exc:
+                if exc.code != INVALID_TICKET or relisted >= _MAX_RELISTS:
+                    if not done:
+                        raise  # nothing executed: an ordinary refusal of the whole order
+                    stopped = f"closing ticket {ticket.ticket} failed: {exc}"
+                    break
+                # Closed (or cut by a partial close) since it was listed: by another order of the
+                # symbol (an executor taking over a partition, a re-placement after an unknown
+                # outcome) or by its SL/TP. This request changed nothing; net against the open
+                # tickets as they are now, unless this very order is executing elsewhere too.
+                relisted += 1
+                log.info("mt4 %s: opposite ticket %s was closed meanwhile (%s); listing the open tickets again",
+                         cid, ticket.ticket, exc)
+                try:
+                    await self._alone(order, done)
+                    candidates = await self._opposite_tickets(order)
+                except OutcomeUnknown:
+                    raise
+                except BrokerError as relist:
+                    if not done:
+                        raise
+                    stopped = f"listing the open tickets again failed: {relist}"
+                    break
+                continue
             except BrokerError as exc:
                 if not done:
                     raise  # nothing executed: an ordinary refusal or outage of the whole order
@@ -438,6 +470,25 @@ class Mt4Adapter(Mt4MarketData):
                              reason=f"netting: {to_units(entry.lots - remaining, self.config.contract_size)} units "
                                     f"closed against opposite tickets; {stopped}")
         return status
+
+    async def _alone(self, order: Order, done: Sequence[Ticket]) -> None:
+        """Raise ``OutcomeUnknown`` if MT4 shows tickets of ``order`` that this placement did not
+        make: another placement of the same order is executing (or did), and going on could
+        execute it twice. The core then asks ``query``, which counts every ticket of the order."""
+        cid = order.client_order_id
+        ours = {t.ticket for t in done}
+        others = [t.ticket for t in await self.tickets(cid)
+                  if t.ticket not in ours and (t.client_id == cid or t.close_client_id == cid)]
+        if others:
+            raise OutcomeUnknown(f"mt4 {cid}: MT4 shows tickets {others} of this order that this placement did not "
+                                 "make; not going on, reconcile with query()", code=_STATE_UNKNOWN)
+
+    async def _opposite_tickets(self, order: Order) -> list[Ticket]:
+        """The open tickets of ``order``'s symbol on the other side, oldest first (FIFO netting)."""
+        opposite = "sell" if order.side is Side.BUY else "buy"
+        return sorted((t for t in await self.fetch_tickets("open")
+                       if t.symbol == order.symbol and t.side.value.lower() == opposite),
+                      key=lambda t: (t.open_time is None, t.open_time, t.ticket))
 
     async def _close_for(self, order: Order, ticket: Ticket, lots: Decimal) -> Ticket:
         """Close ``lots`` of an opposite ``ticket`` on behalf of ``order`` (its client id recorded
