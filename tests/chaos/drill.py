@@ -9,11 +9,20 @@ ask it for every order it holds (through the venue's own protocol), and what "se
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
+import sys
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import aiohttp
+
+from devstack.signal_mix import SignalMix
+from devstack.stack import ManagedProcess, spawn
 from devstack.worker_process import READY_MARK, WorkerProcess
 from schemas import Signal
 from streams.topics import SIGNALS
@@ -21,6 +30,67 @@ from tests.pipeline.harness import Pipeline, eventually
 
 RATE = 20.0  # signals per second: a 30 s stream of 600, long enough for the executors to join under load
 TERMINAL = frozenset({"FILLED", "CANCELLED", "REJECTED", "EXPIRED"})
+
+
+def superintel() -> str:
+    """The installed console script beside this interpreter (as an operator runs it)."""
+    return str(Path(sys.executable).with_name("superintel"))
+
+
+def pick_signals(n: int, seed: int, prefix: str, symbols: Collection[str]) -> list[Signal]:
+    """The first ``n`` signals of the seeded mix (market, marketable and far IOC limits, stops)
+    whose symbol is one of ``symbols``: the ones the router sends to the drill's venue."""
+    picked: list[Signal] = []
+    for signal in SignalMix(seed=seed, prefix=prefix):
+        if signal.symbol in symbols:
+            picked.append(signal)
+            if len(picked) == n:
+                break
+    return picked
+
+
+@contextlib.asynccontextmanager
+async def simulator(name: str, args: list[str], log_path: Path, banner: str,
+                    env: Mapping[str, str] | None = None) -> AsyncIterator[tuple[ManagedProcess, re.Match[str]]]:
+    """``superintel venue <args>`` as its own process, until its start banner (``banner``, a
+    regular expression whose groups name the ports or URLs) shows; stopped on exit."""
+    process = spawn(name, [superintel(), "venue", *args], log_path, env=dict(env) if env is not None else None)
+    try:
+        deadline = time.monotonic() + 30
+        while (found := re.search(banner, process.output())) is None:
+            if not process.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"simulator did not start:\n{process.log_tail()}")
+            await asyncio.sleep(0.05)
+        yield process, found
+    finally:
+        process.stop()
+
+
+@dataclass
+class SimControl:
+    """The ``/_sim`` control endpoints every simulator has (``venues/common/``), over HTTP."""
+
+    control_url: str
+    http: aiohttp.ClientSession
+
+    async def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        async with self.http.post(f"{self.control_url}{path}", json=dict(body)) as resp:
+            assert resp.status == 200, await resp.text()
+            answer: dict[str, Any] = await resp.json()
+            return answer
+
+    async def get(self, path: str, **params: str) -> dict[str, Any]:
+        async with self.http.get(f"{self.control_url}{path}", params=params) as resp:
+            answer = await resp.json(content_type=None)
+            assert resp.status == 200, answer
+            assert isinstance(answer, dict), answer
+            return answer
+
+    async def faults(self, **patch: Any) -> dict[str, Any]:
+        return await self.post("/_sim/faults", patch)
+
+    async def stats(self) -> dict[str, Any]:
+        return await self.get("/_sim/stats")
 
 
 @dataclass
@@ -119,3 +189,78 @@ def log_lines(pipe: Pipeline, cids: set[str], per_id: int = 12) -> str:
                     hits.append(f"  [worker-{n}] {line[:400]}")
         out.append(f"{cid}:\n" + "\n".join(hits[:per_id]))
     return "\n".join(out)
+
+
+async def wait_placed(pipe: Pipeline, n: int, what: str) -> None:
+    """Until every one of the ``n`` signals has its order row and none is PENDING: the faults stay
+    on while the backlog is placed. Past the deadline the drill goes on (the faults go off) and
+    its checks tell what is stuck."""
+
+    async def everything_placed() -> bool:
+        rows = await pipe.sql("SELECT count(*) FILTER (WHERE state = 'PENDING') AS pending, count(*) AS n "
+                              "FROM orders")
+        return int(rows[0]["n"]) >= n and int(rows[0]["pending"]) == 0
+
+    with contextlib.suppress(AssertionError):  # a deadline here is judged by the checks
+        await eventually(everything_placed, 60, what)
+
+
+async def wait_settled(pipe: Pipeline, run: Run, n: int, at_venue: Callable[[], Awaitable[Mapping[str, Any]]],
+                       settled: Callable[[str, Mapping[str, Any], Any], bool], what: str) -> None:
+    """Until every order is terminal, or ``settled`` (given the client id, the order row and what
+    ``at_venue()`` holds for it, or an empty list) says it is visibly open and watched; past the
+    deadline the checks tell what is not."""
+
+    async def all_settled() -> bool:
+        orders = await db_orders(pipe)
+        if len(orders) < n:
+            return False
+        if all(o["state"] in TERMINAL for o in orders.values()):
+            return True
+        venue = await at_venue()
+        return all(settled(cid, o, venue.get(cid, [])) for cid, o in orders.items())
+
+    with contextlib.suppress(AssertionError):
+        await eventually(all_settled, 90, what)
+    run.note("settled (or deadline)")
+
+
+async def assert_promises(pipe: Pipeline, run: Run, orders: Mapping[str, Mapping[str, Any]],
+                          report: Mapping[str, set[str]], summary: str) -> None:
+    """The drill's verdict: an order was in flight at the kill (or it tested nothing), every
+    promise of ``report`` holds (no client id breaks it), and the fill rows of each order sum to
+    its filled quantity. A failure carries the summary and the offending orders' log lines."""
+    bad = set().union(*report.values())
+    detail = f"{summary}\n--- log lines of offending orders ---\n{log_lines(pipe, bad)}" if bad else summary
+    assert run.in_flight_at_kill > 0, f"no order was in flight at the kill: it tested nothing\n{summary}"
+    for promise, cids in report.items():
+        assert not cids, f"{promise}: {sorted(cids)[:10]}\n{detail}"
+    fills = await pipe.sql("SELECT client_order_id, sum(quantity) AS q FROM fills GROUP BY 1")
+    assert {f["client_order_id"]: f["q"] for f in fills} == {
+        cid: o["filled_quantity"] for cid, o in orders.items() if o["filled_quantity"] > 0}, detail
+
+
+def summary(title: str, run: Run, orders: Mapping[str, Mapping[str, Any]], venue_lines: Sequence[str],
+            report: Mapping[str, set[str]], venue_of: Callable[[str], object]) -> str:
+    """What the drill saw, printed with every run and carried by a failure: the run's events, the
+    orders by broker and state, their reasons, ``venue_lines`` (what the venue reports), then each
+    promise with up to ten offending orders, their rows and ``venue_of(cid)``."""
+    by_state = Counter(f"{o['broker']}/{o['state']}" + (f"<-{o['rerouted_from']}" if o["rerouted_from"] else "")
+                       for o in orders.values())
+    reasons = Counter(re.sub(r"si[0-9a-f]{24}", "<id>", str(o["reason"]))[:100]
+                      for o in orders.values() if o["reason"])
+    lines = [
+        f"=== chaos summary ({title}) ===",
+        *run.events,
+        f"orders in db: {len(orders)}  by broker/state: {dict(sorted(by_state.items()))}",
+        "reasons: " + "; ".join(f"{n}x {why}" for why, n in reasons.most_common(6)),
+        *venue_lines,
+    ]
+    for name, cids in report.items():
+        lines.append(f"{name}: {len(cids)}")
+        for cid in sorted(cids)[:10]:
+            order = orders.get(cid, {})
+            db = {k: order.get(k) for k in ("signal_id", "broker", "rerouted_from", "state", "quantity",
+                                            "filled_quantity", "reason", "owner", "claim_live")}
+            lines.append(f"    {cid} db={db} venue={venue_of(cid)}")
+    return "\n".join(lines)
