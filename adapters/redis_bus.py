@@ -11,8 +11,9 @@ cumulative notional), and publishes only a fill's growth beyond it, priced from 
 channels carry for one order therefore never adds up to more than the venue's cumulative
 quantity, i.e. never more than the order's quantity, and adds up to its notional.
 
-Each batch costs two round trips: one pipelined ``HMGET`` of the watermarks, then one
-registered Lua script that compares every watermark it advances with the value read
+Each batch costs two round trips: one registered read script returning every watermark of the
+batch as one flat reply (a pipeline of one ``HMGET`` per order cost the bridge a reply parse per
+order, issue 16), then one registered Lua script that compares every watermark it advances with the value read
 (compare-and-set) and, only if none moved, writes them all and publishes the fills, atomically
 on the server. A bridge that lost a race (another worker advanced one of the orders in between)
 publishes nothing, re-reads and recomputes, so two bridges and any redelivery publish each
@@ -72,6 +73,17 @@ MAX_ATTEMPTS = 16
 
 _CHANNELS_PER_FILL = 3
 _ARGS_PER_KEY = 3
+
+# KEYS[i]: watermark hash of order i. Returns q1, n1, q2, n2 ... (nil where a field is absent).
+_READ_WATERMARKS = """
+local out = {}
+for i = 1, #KEYS do
+    local fields = redis.call('HMGET', KEYS[i], 'q', 'n')
+    out[2 * i - 1] = fields[1]
+    out[2 * i] = fields[2]
+end
+return out
+"""
 
 # KEYS[i]: watermark hash of order i. ARGV[1]: ttl in seconds; ARGV[2]: how many fills to
 # publish; then per key: the ``q`` read before ('' = absent), the new ``q``, the new ``n``; then
@@ -151,6 +163,7 @@ class RedisFillPublisher:
         self._max_batch = max_batch
         self._owns_client = owns_client
         self._script = client.register_script(_ADVANCE_AND_PUBLISH)
+        self._read_script = client.register_script(_READ_WATERMARKS)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: int) -> RedisFillPublisher:
@@ -195,15 +208,12 @@ class RedisFillPublisher:
         raise WatermarkContention(f"fill watermarks of {len(ids)} orders kept moving for {MAX_ATTEMPTS} attempts")
 
     async def _read(self, ids: Sequence[str]) -> tuple[dict[str, str], dict[str, Watermark]]:
-        """The watermarks of ``ids``, one pipelined round trip: the raw ``q`` strings (what the
-        script compares with) and the parsed watermarks."""
-        pipe = self._client.pipeline(transaction=False)
-        for cid in ids:
-            pipe.hmget(watermark_key(cid), ["q", "n"])
-        rows = await pipe.execute()
+        """The watermarks of ``ids``, one round trip: the raw ``q`` strings (what the script
+        compares with) and the parsed watermarks."""
+        flat = await self._read_script(keys=[watermark_key(cid) for cid in ids])
         read: dict[str, str] = {}
         known: dict[str, Watermark] = {}
-        for cid, (raw_q, raw_n) in zip(ids, rows, strict=True):
+        for cid, raw_q, raw_n in zip(ids, flat[0::2], flat[1::2], strict=True):
             quantity, notional = _decimal(raw_q), _decimal(raw_n)
             if quantity is None:
                 continue
