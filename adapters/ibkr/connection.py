@@ -32,6 +32,7 @@ from adapters.ibkr.parsing import (
     CONNECTION_RESTORED_DATA_LOST,
 )
 from execution.clock import SYSTEM_CLOCK, Clock
+from execution.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -123,11 +124,8 @@ class IbkrConnection:
     async def close(self) -> None:
         self.state = "closed"
         self.reason = "closed"
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._supervisor
-            self._supervisor = None
+        await stop_task(self._supervisor)
+        self._supervisor = None
         self._connected.clear()
         if self.ib.isConnected():
             self.ib.disconnect()
@@ -186,8 +184,12 @@ class IbkrConnection:
             self._refusal = None
         if not connecting.done():
             connecting.cancel()
-            with contextlib.suppress(BaseException):
-                await connecting
+            # waited with asyncio.wait, which raises nothing of the attempt's own (its
+            # cancellation included) but does raise this task's: a close() cancelling the
+            # supervisor here is not swallowed
+            await asyncio.wait({connecting})
+            if not connecting.cancelled():
+                connecting.exception()  # retrieved: the refusal is what is reported
             self.ib.disconnect()
             raise ConnectionError(f"client id {client_id} is in use (IB 326)")
         connecting.result()

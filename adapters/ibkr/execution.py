@@ -53,6 +53,7 @@ from execution.ports import (
     VenueFee,
     VenueOrderStatus,
 )
+from execution.tasks import stop_task
 from schemas import AssetClass, Broker, Order, OrderState
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class IbkrAdapter:
         #: orders whose submit may have reached IB without an answer: asked about before any resend
         self._ambiguous: set[str] = set()
         self._refresher: asyncio.Task[None] | None = None
+        self._closing = False
         #: recently terminal orders (their late commission reports still count), bounded
         self._reported: OrderedDict[str, None] = OrderedDict()
         #: set on every order update or error from IB: placement and cancel wait on it
@@ -105,16 +107,15 @@ class IbkrAdapter:
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def connect(self) -> None:
+        self._closing = False
         await self.connection.start()
         if self._refresher is None:
             self._refresher = asyncio.create_task(self._refresh_foreign(), name="ibkr-foreign-refresh")
 
     async def close(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._refresher
-            self._refresher = None
+        self._closing = True  # the refresh loop's own stop flag (execution/tasks.py says why)
+        await stop_task(self._refresher)
+        self._refresher = None
         await self.connection.close()
 
     async def health_check(self) -> bool:
@@ -379,7 +380,7 @@ class IbkrAdapter:
 
     async def _refresh_foreign(self) -> None:
         """Orders placed by another client id do not reach a non-master connection by push."""
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.config.foreign_refresh_interval)
             foreign = [w.client_order_id for w in self._watched.values() if not w.ours]
             if not foreign or not self.connection.usable or self.connection.is_master:
