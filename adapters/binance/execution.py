@@ -44,7 +44,6 @@ which sets, never adds).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -74,6 +73,7 @@ from execution.ports import (
     VenueFee,
     VenueOrderStatus,
 )
+from execution.tasks import stop_task
 from schemas import Broker, Order, OrderType, Side, TimeInForce
 
 log = logging.getLogger(__name__)
@@ -166,10 +166,7 @@ class BinanceAdapter(BinanceMarketData):
             log.warning("binance closing with fees still owed for %s: their fills keep the commission reported",
                         ", ".join(sorted(self._owed)))
         task, self._fee_task = self._fee_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)  # bounded even if a cancellation is swallowed (execution/tasks.py)
         await super().close()
 
     def subscribe(self, listener: UpdateListener) -> None:
