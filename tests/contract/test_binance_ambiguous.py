@@ -116,12 +116,16 @@ async def test_commission_lookup_failing_after_an_executed_order_keeps_it_at_bin
 
     assert (order.broker, order.rerouted_from, order.state) == (Broker.BINANCE, None, OrderState.FILLED)
     assert rig.posts() == 1 and rig.at_venue(order) == 1
-    assert sim.stats.by_endpoint["GET /api/v3/myTrades"] == 3 and sim.stats.faults["fail"] == 3  # it was asked
+    # it was asked, and every ask failed: three times by the placement, and once more for each
+    # round of the owed-fee collector that started meanwhile (it runs a poll interval after the
+    # fee was owed, so how many rounds fit in the placement depends on the machine's load)
+    asked = sim.stats.by_endpoint["GET /api/v3/myTrades"]
+    assert asked >= 3 and sim.stats.faults["fail"] == asked
     [fill] = rig.sink.emitted_fills
     assert (fill.broker, fill.quantity, fill.commission) == (Broker.BINANCE, D("0.05"), D(0))
 
     sim.faults.update({"fail_next": 0})  # Binance answers again: the owed fee is collected and pushed
-    await eventually(lambda: not rig.adapter._owed)
+    await eventually(lambda: not rig.adapter._owed, timeout=10.0)  # the collector backs off between rounds
     assert await rig.service.tracker.apply_pushed() == 1
     await rig.settle()
     row = await rig.row(order)
