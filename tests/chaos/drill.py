@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -28,8 +30,20 @@ from schemas import Signal
 from streams.topics import SIGNALS
 from tests.pipeline.harness import Pipeline, eventually
 
+#: what a venue reports of one order (a Binance order, an IB order, an MT4 ticket)
+V = TypeVar("V")
+
+SEED = int(os.environ.get("CHAOS_SEED", "12"))  # fixed; the variable replays another stream
+SIGNAL_COUNT = 600
 RATE = 20.0  # signals per second: a 30 s stream of 600, long enough for the executors to join under load
 TERMINAL = frozenset({"FILLED", "CANCELLED", "REJECTED", "EXPIRED"})
+#: the worker that routes signals and writes fills; executors come and go beside it
+CORE = {"WORKER_ROLES": '["router","fills"]'}
+
+
+def executor_env(broker: str) -> dict[str, str]:
+    """The settings of an executor worker of ``broker`` only, as the drill scales them out."""
+    return {"WORKER_ROLES": '["executors"]', "WORKER_BROKERS": f'["{broker}"]'}
 
 
 def superintel() -> str:
@@ -171,6 +185,25 @@ async def scale_out_kill_replace(pipe: Pipeline, first: WorkerProcess, run: Run,
         run.note(f"{name} executor ready")
 
 
+async def start_workers(pipe: Pipeline, broker: str) -> tuple[Run, WorkerProcess]:
+    """The core worker and the first ``broker`` executor, both ready; the run's clock starts."""
+    core = pipe.start_worker(**CORE)
+    first = pipe.start_worker(**executor_env(broker))
+    await ready(core)
+    await ready(first)
+    run = Run()
+    run.note("core worker and first executor ready")
+    return run, first
+
+
+async def publish_while_churning(pipe: Pipeline, signals: list[Signal], run: Run, first: WorkerProcess,
+                                 broker: str) -> None:
+    """The strategy's stream at ``RATE``, while ``broker``'s executors are scaled out and the
+    first is killed and replaced (``scale_out_kill_replace``)."""
+    await asyncio.gather(publish_paced(pipe, signals, run),
+                         scale_out_kill_replace(pipe, first, run, executor_env(broker), len(signals)))
+
+
 async def db_orders(pipe: Pipeline) -> dict[str, Mapping[str, Any]]:
     rows = await pipe.sql("SELECT client_order_id, signal_id, broker, rerouted_from, state, quantity, "
                           "filled_quantity, reason, owner, coalesce(lease_until > now(), false) AS claim_live "
@@ -223,6 +256,40 @@ async def wait_settled(pipe: Pipeline, run: Run, n: int, at_venue: Callable[[], 
     with contextlib.suppress(AssertionError):
         await eventually(all_settled, 90, what)
     run.note("settled (or deadline)")
+
+
+def judge(signals: list[Signal], orders: Mapping[str, Mapping[str, Any]], at_venue: Mapping[str, list[V]], *,
+          executed: Callable[[str, list[V]], Decimal],
+          placed_twice: Callable[[str, list[V], Mapping[str, Any] | None, Decimal], bool],
+          settled: Callable[[str, Mapping[str, Any], list[V]], bool]) -> dict[str, set[str]]:
+    """Client order ids breaking each promise (empty sets when all hold). ``at_venue`` is what the
+    venue holds per client id; the venue says what it ``executed`` for one, whether it was
+    ``placed_twice`` (given the order row, None if unknown, and what executed) and whether an
+    order not terminal is ``settled`` there (visibly open and watched)."""
+    expected = {s.client_order_id for s in signals}
+    per_signal = Counter(o["signal_id"] for o in orders.values())
+    report: dict[str, set[str]] = {
+        "missing": expected - set(orders),
+        "unknown": set(orders) - expected,
+        "signal_twice": {cid for cid, o in orders.items() if per_signal[o["signal_id"]] > 1},
+        "placed_twice": set(),
+        "unsettled": {cid for cid, o in orders.items() if not settled(cid, o, at_venue.get(cid, []))},
+        "filled_mismatch": set(),
+        "executed_and_paper": set(),
+    }
+    for cid, rows in at_venue.items():
+        order = orders.get(cid)
+        done = executed(cid, rows)
+        if placed_twice(cid, rows, order, done):
+            report["placed_twice"].add(cid)
+        if order is None:
+            report["unknown"].add(cid)
+            continue
+        if order["filled_quantity"] != done:
+            report["filled_mismatch"].add(cid)
+        if done > 0 and order["broker"] == "paper":
+            report["executed_and_paper"].add(cid)
+    return report
 
 
 async def assert_promises(pipe: Pipeline, run: Run, orders: Mapping[str, Mapping[str, Any]],

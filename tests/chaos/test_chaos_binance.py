@@ -20,7 +20,6 @@ failure prints a summary (counts, the offending client ids and their log lines) 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -40,16 +39,18 @@ import pytest
 from devstack.stack import ManagedProcess
 from schemas import Signal
 from tests.chaos.drill import (
+    SEED,
+    SIGNAL_COUNT,
     TERMINAL,
     Run,
     SimControl,
     assert_promises,
     db_orders,
+    judge,
     pick_signals,
-    publish_paced,
-    ready,
-    scale_out_kill_replace,
+    publish_while_churning,
     simulator,
+    start_workers,
     summary,
     wait_placed,
     wait_settled,
@@ -59,8 +60,8 @@ from tests.pipeline.harness import pipeline
 
 pytestmark = pytest.mark.pipeline
 
-SEED = int(os.environ.get("CHAOS_SEED", "12"))  # fixed; the variable replays another stream
-SIGNAL_COUNT = 600
+BROKER = "binance"
+
 CRYPTO = ("BTC-USDT", "ETH-USDT", "SOLUSDT")
 VENUE_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 OPEN_AT_VENUE = frozenset({"NEW", "PARTIALLY_FILLED"})
@@ -68,8 +69,6 @@ OPEN_AT_VENUE = frozenset({"NEW", "PARTIALLY_FILLED"})
 #: not turn the run into a rate-limit test
 VENUE_ARGS = ("--latency", "0.15", "--fail-rate", "0.05", "--lose-rate", "0.05", "--seed", str(SEED),
               "--price-seed", str(SEED), "--weight-limit", "1000000")
-EXECUTOR = {"WORKER_ROLES": '["executors"]', "WORKER_BROKERS": '["binance"]'}
-CORE = {"WORKER_ROLES": '["router","fills"]'}
 
 
 def crypto_signals(n: int, seed: int) -> list[Signal]:
@@ -137,14 +136,8 @@ async def test_scale_out_kill_and_faults_place_each_order_once(database_url: str
         BINANCE_API_SECRET=SIM_API_SECRET, BINANCE_POLL_INTERVAL="0.5", SUPERINTEL_RANDOM_SEED=str(SEED),
         F_DATADIR=str(tmp_path / "{conf.name}-data"),  # Faust's state dirs, not in the working directory
     ) as pipe:
-        core = pipe.start_worker(**CORE)
-        first = pipe.start_worker(**EXECUTOR)
-        await ready(core)
-        await ready(first)
-        run = Run()
-        run.note("core worker and first executor ready")
-        await asyncio.gather(publish_paced(pipe, signals, run),
-                             scale_out_kill_replace(pipe, first, run, EXECUTOR, len(signals)))
+        run, first = await start_workers(pipe, BROKER)
+        await publish_while_churning(pipe, signals, run, first, BROKER)
 
         await wait_placed(pipe, len(signals), "every signal to reach the venue")
         await venue.faults(latency=0.0, fail_rate=0.0, lose_rate=0.0)
@@ -156,34 +149,13 @@ async def test_scale_out_kill_and_faults_place_each_order_once(database_url: str
         orders = await db_orders(pipe)
         at_venue = await venue.orders_by_client_id()
         stats = await venue.stats()
-        report = judge(signals, orders, at_venue)
-        summary = summarize(run, orders, at_venue, stats, report)
-        print(summary)
-        await assert_promises(pipe, run, orders, report, summary)
-
-def judge(signals: list[Signal], orders: Mapping[str, Mapping[str, Any]],
-          at_venue: Mapping[str, list[dict[str, Any]]]) -> dict[str, set[str]]:
-    """Client order ids breaking each promise (empty sets when all hold)."""
-    expected = {s.client_order_id for s in signals}
-    report: dict[str, set[str]] = {
-        "missing": expected - set(orders),
-        "unknown": set(orders) - expected,
-        "placed_twice": {cid for cid, rows in at_venue.items() if len(rows) > 1},
-        "unsettled": {cid for cid, o in orders.items() if not settled(o, at_venue.get(cid, []))},
-        "filled_mismatch": set(),
-        "executed_and_paper": set(),
-    }
-    for cid, rows in at_venue.items():
-        executed = sum((Decimal(r["executedQty"]) for r in rows), Decimal(0))
-        order = orders.get(cid)
-        if order is None:
-            report["unknown"].add(cid)
-            continue
-        if order["filled_quantity"] != executed:
-            report["filled_mismatch"].add(cid)
-        if executed > 0 and order["broker"] == "paper":
-            report["executed_and_paper"].add(cid)
-    return report
+        report = judge(signals, orders, at_venue,
+                       executed=lambda _cid, rows: sum((Decimal(r["executedQty"]) for r in rows), Decimal(0)),
+                       placed_twice=lambda _cid, rows, _order, _executed: len(rows) > 1,
+                       settled=lambda _cid, order, rows: settled(order, rows))
+        text = summarize(run, orders, at_venue, stats, report)
+        print(text)
+        await assert_promises(pipe, run, orders, report, text)
 
 
 def summarize(run: Run, orders: Mapping[str, Mapping[str, Any]], at_venue: Mapping[str, list[dict[str, Any]]],

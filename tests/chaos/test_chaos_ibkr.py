@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -44,17 +43,18 @@ from ib_async import IB
 from devstack.stack import ManagedProcess
 from schemas import Signal
 from tests.chaos.drill import (
-    RATE,
+    SEED,
+    SIGNAL_COUNT,
     TERMINAL,
     Run,
     SimControl,
     assert_promises,
     db_orders,
+    judge,
     pick_signals,
-    publish_paced,
-    ready,
-    scale_out_kill_replace,
+    publish_while_churning,
     simulator,
+    start_workers,
     summary,
     wait_placed,
     wait_settled,
@@ -63,8 +63,8 @@ from tests.pipeline.harness import pipeline
 
 pytestmark = pytest.mark.pipeline
 
-SEED = int(os.environ.get("CHAOS_SEED", "12"))  # fixed; the variable replays another stream
-SIGNAL_COUNT = 600
+BROKER = "ibkr"
+
 #: what the router sends to IBKR (equities, the option, the future) among the simulator's instruments
 IB_SYMBOLS = ("GBTC", "SPY", "AAPL", "ESZ6", "SPY270115C00500000")
 #: the executors take 7, 8, 9 ... (IBKR_CLIENT_ID, span 16); the drill's own client is IB's master
@@ -84,8 +84,6 @@ DROP_EVERY = 6.0
 #: a gateway restart this long, halfway through the stream
 RESTART_SECONDS = 1.5
 DISCONNECTED_POLICY = '{"EQUITY": "paper", "OPTION": "hold", "FUTURE": "hold"}'
-EXECUTOR = {"WORKER_ROLES": '["executors"]', "WORKER_BROKERS": '["ibkr"]'}
-CORE = {"WORKER_ROLES": '["router","fills"]'}
 
 
 def ib_signals(n: int, seed: int) -> list[Signal]:
@@ -226,15 +224,9 @@ async def test_scale_out_kill_and_faults_place_each_ib_order_once(database_url: 
         IBKR_DISCONNECTED_POLICY=DISCONNECTED_POLICY,
         F_DATADIR=str(tmp_path / "{conf.name}-data"),  # Faust's state dirs, not in the working directory
     ) as pipe:
-        core = pipe.start_worker(**CORE)
-        first = pipe.start_worker(**EXECUTOR)
-        await ready(core)
-        await ready(first)
-        run = Run()
-        run.note("core worker and first executor ready")
+        run, first = await start_workers(pipe, BROKER)
         faults = asyncio.create_task(chaos(venue, run, len(signals)))
-        await asyncio.gather(publish_paced(pipe, signals, run, RATE),
-                             scale_out_kill_replace(pipe, first, run, EXECUTOR, len(signals)))
+        await publish_while_churning(pipe, signals, run, first, BROKER)
 
         await wait_placed(pipe, len(signals), "every signal to reach IB")
         await faults  # done with the stream: the drops have stopped
@@ -247,35 +239,14 @@ async def test_scale_out_kill_and_faults_place_each_ib_order_once(database_url: 
 
         orders = await db_orders(pipe)
         at_ib = await venue.orders_by_ref()
-        report = judge(signals, orders, at_ib)
-        summary = summarize(run, orders, at_ib, await venue.stats(), await venue.state(), report)
-        print(summary)
-        assert any(o["broker"] == "ibkr" for o in orders.values()), f"nothing reached IB\n{summary}"
-        await assert_promises(pipe, run, orders, report, summary)
-
-def judge(signals: list[Signal], orders: Mapping[str, Mapping[str, Any]],
-          at_ib: Mapping[str, list[IbOrder]]) -> dict[str, set[str]]:
-    """Client order ids breaking each promise (empty sets when all hold)."""
-    expected = {s.client_order_id for s in signals}
-    report: dict[str, set[str]] = {
-        "missing": expected - set(orders),
-        "unknown": set(orders) - expected,
-        "placed_twice": {cid for cid, rows in at_ib.items() if len(rows) > 1},
-        "unsettled": {cid for cid, o in orders.items() if not settled(o, at_ib.get(cid, []))},
-        "filled_mismatch": set(),
-        "executed_and_paper": set(),
-    }
-    for cid, rows in at_ib.items():
-        executed = sum((r.executed for r in rows), Decimal(0))
-        order = orders.get(cid)
-        if order is None:
-            report["unknown"].add(cid)
-            continue
-        if order["filled_quantity"] != executed:
-            report["filled_mismatch"].add(cid)
-        if executed > 0 and order["broker"] == "paper":
-            report["executed_and_paper"].add(cid)
-    return report
+        report = judge(signals, orders, at_ib,
+                       executed=lambda _cid, rows: sum((r.executed for r in rows), Decimal(0)),
+                       placed_twice=lambda _cid, rows, _order, _executed: len(rows) > 1,
+                       settled=lambda _cid, order, rows: settled(order, rows))
+        text = summarize(run, orders, at_ib, await venue.stats(), await venue.state(), report)
+        print(text)
+        assert any(o["broker"] == "ibkr" for o in orders.values()), f"nothing reached IB\n{text}"
+        await assert_promises(pipe, run, orders, report, text)
 
 
 def summarize(run: Run, orders: Mapping[str, Mapping[str, Any]], at_ib: Mapping[str, list[IbOrder]],

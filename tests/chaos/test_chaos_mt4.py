@@ -34,7 +34,6 @@ failure prints a summary (counts, the offending client ids and their log lines) 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
@@ -51,16 +50,18 @@ import pytest
 from devstack.stack import ManagedProcess
 from schemas import Signal
 from tests.chaos.drill import (
+    SEED,
+    SIGNAL_COUNT,
     TERMINAL,
     Run,
     SimControl,
     assert_promises,
     db_orders,
+    judge,
     pick_signals,
-    publish_paced,
-    ready,
-    scale_out_kill_replace,
+    publish_while_churning,
     simulator,
+    start_workers,
     summary,
     wait_placed,
     wait_settled,
@@ -69,8 +70,8 @@ from tests.pipeline.harness import pipeline
 
 pytestmark = pytest.mark.pipeline
 
-SEED = int(os.environ.get("CHAOS_SEED", "12"))  # fixed; the variable replays another stream
-SIGNAL_COUNT = 600
+BROKER = "mt4"
+
 #: the mix's FX symbols (market orders only, devstack/signal_mix.py MARKET_ONLY); both quoted by the
 #: simulator (venues/mt4/symbols.py) and routed to MT4 (execution/router.py: FX -> mt4)
 FX = ("EURUSD", "GBPUSD")
@@ -89,8 +90,6 @@ EXECUTED = frozenset({"open", "closed"})
 VENUE_ARGS = ("--latency", "0.05", "--fail-rate", "0.05", "--lose-rate", "0.05", "--seed", str(SEED),
               "--busy-rate", "0.03", "--requote-rate", "0.03", "--off-quotes-rate", "0.02",
               "--price-seed", str(SEED), "--balance", "100000000")
-EXECUTOR = {"WORKER_ROLES": '["executors"]', "WORKER_BROKERS": '["mt4"]'}
-CORE = {"WORKER_ROLES": '["router","fills"]'}
 
 VenueTickets = Mapping[str, list[dict[str, Any]]]
 
@@ -162,6 +161,11 @@ def executed_units(cid: str, tickets: list[dict[str, Any]]) -> Decimal:
     return lots * CONTRACT
 
 
+def placed_twice(cid: str, tickets: list[dict[str, Any]], order: Mapping[str, Any] | None, executed: Decimal) -> bool:
+    """More than one ticket opened for ``cid``, or more executed than the order's quantity."""
+    return len(opened(cid, tickets)) > 1 or (order is not None and executed > order["quantity"])
+
+
 def settled(cid: str, order: Mapping[str, Any], at_venue: list[dict[str, Any]]) -> bool:
     """Terminal in the database, or visibly working and watched: claimed by a live executor (its
     lease renewed) and either resting at MT4 (a pending ticket of its own) or resting on paper
@@ -184,14 +188,9 @@ async def test_scale_out_kill_and_faults_place_each_fx_order_once(database_url: 
         MT4_CLOSE_OPPOSITE=CLOSE_OPPOSITE, SUPERINTEL_RANDOM_SEED=str(SEED),
         F_DATADIR=str(tmp_path / "{conf.name}-data"),  # Faust's state dirs, not in the working directory
     ) as pipe:
-        core = pipe.start_worker(**CORE)
-        first = pipe.start_worker(**EXECUTOR)
-        await ready(core)
-        await ready(first)
-        run = Run()
-        run.note(f"core worker and first executor ready (MT4_CLOSE_OPPOSITE={CLOSE_OPPOSITE})")
-        await asyncio.gather(publish_paced(pipe, signals, run),
-                             scale_out_kill_replace(pipe, first, run, EXECUTOR, len(signals)))
+        run, first = await start_workers(pipe, BROKER)
+        run.note(f"MT4_CLOSE_OPPOSITE={CLOSE_OPPOSITE}")
+        await publish_while_churning(pipe, signals, run, first, BROKER)
 
         await wait_placed(pipe, len(signals), "every signal to reach the venue")
         pending = [r["client_order_id"] for r in await pipe.sql("SELECT client_order_id FROM orders "
@@ -206,38 +205,11 @@ async def test_scale_out_kill_and_faults_place_each_fx_order_once(database_url: 
         orders = await db_orders(pipe)
         at_venue = await venue.tickets_by_client_id()
         stats = await venue.stats()
-        report = judge(signals, orders, at_venue)
-        summary = summarize(run, orders, at_venue, stats, report)
-        print(summary)
-        await assert_promises(pipe, run, orders, report, summary)
-
-def judge(signals: list[Signal], orders: Mapping[str, Mapping[str, Any]],
-          at_venue: VenueTickets) -> dict[str, set[str]]:
-    """Client order ids breaking each promise (empty sets when all hold)."""
-    expected = {s.client_order_id for s in signals}
-    per_signal = Counter(o["signal_id"] for o in orders.values())
-    report: dict[str, set[str]] = {
-        "missing": expected - set(orders),
-        "unknown": set(orders) - expected,
-        "signal_twice": {cid for cid, o in orders.items() if per_signal[o["signal_id"]] > 1},
-        "placed_twice": set(),
-        "unsettled": {cid for cid, o in orders.items() if not settled(cid, o, at_venue.get(cid, []))},
-        "filled_mismatch": set(),
-        "executed_and_paper": set(),
-    }
-    for cid, tickets in at_venue.items():
-        order = orders.get(cid)
-        if order is None:
-            report["unknown"].add(cid)
-            continue
-        executed = executed_units(cid, tickets)
-        if len(opened(cid, tickets)) > 1 or executed > order["quantity"]:
-            report["placed_twice"].add(cid)
-        if order["filled_quantity"] != executed:
-            report["filled_mismatch"].add(cid)
-        if executed > 0 and order["broker"] == "paper":
-            report["executed_and_paper"].add(cid)
-    return report
+        report = judge(signals, orders, at_venue, executed=executed_units, placed_twice=placed_twice,
+                       settled=settled)
+        text = summarize(run, orders, at_venue, stats, report)
+        print(text)
+        await assert_promises(pipe, run, orders, report, text)
 
 
 def summarize(run: Run, orders: Mapping[str, Mapping[str, Any]], at_venue: VenueTickets,
